@@ -1,0 +1,56 @@
+# ssd_edu commands. `make test` is what CI runs (.ci/run); README.md lists the rest.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Pinned for reproducible runs; pip picks the build that fits the machine (CPU, CUDA, MPS).
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: help venv lint test test-fast lab bench demo notebooks assignments clean
+
+help:
+	@echo "make test         lint, unit tests and every notebook (smoke mode), as CI does"
+	@echo "make demo         train the small SSD on synthetic shapes (CPU), report mAP, draw detections"
+	@echo "make lab          open JupyterLab on notebooks/"
+	@echo "make bench        run benchmarks/ and print one table"
+	@echo "make notebooks    re-execute notebooks in full mode and store their outputs and figures"
+	@echo "make assignments  write student versions of the notebooks to assignments/"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check ssd_edu tests benchmarks tools notebooks
+
+# The notebooks run under nbval in lax mode: every cell must run, and the asserts inside them check
+# their claims. SSD_EDU_SMOKE=1 shrinks heavy cells to small but complete versions.
+test: lint
+	SSD_EDU_SMOKE=1 MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider \
+		--nbval-lax --nbval-current-env tests notebooks $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider tests $(PYTEST_ARGS)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/python -m ssd_edu.train --demo
+
+notebooks: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/python tools/run_notebooks.py $(NB)
+
+assignments: $(STAMP)
+	$(BIN)/python -m ssd_edu.exercises make-assignments notebooks assignments
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache assignments

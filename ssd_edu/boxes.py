@@ -1,0 +1,146 @@
+"""Boxes: the two formats SSD uses, jaccard overlap, and the offset encoding of section 2.2.
+
+Ground-truth boxes and detections are corners ``(x1, y1, x2, y2)`` ("xyxy"); default boxes are
+centre and size ``(cx, cy, w, h)`` ("cxcywh"). Both are fractions of the image width and height,
+so one set of default boxes serves any input resolution. Every function takes ``[..., 4]`` float
+tensors and follows its inputs' device and dtype.
+
+Paper: §2.2 "Matching strategy" (jaccard overlap) and eq. 2 (the offsets ``g_hat``). The
+variances ``(0.1, 0.2)`` are not in the paper's equation; they come from the released Caffe
+models, which divide the offsets by them so that both regression targets have about unit scale.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+VARIANCES: tuple[float, float] = (0.1, 0.2)
+
+
+def _check_boxes(name: str, boxes: Tensor, ndim: int | None = None) -> None:
+    """Raise a clear error unless ``boxes`` is a floating ``[..., 4]`` tensor (of ``ndim`` dims)."""
+    if not isinstance(boxes, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(boxes).__name__}")
+    if boxes.ndim == 0 or boxes.shape[-1] != 4:
+        raise ValueError(f"{name} must have shape [..., 4], got {list(boxes.shape)}")
+    if ndim is not None and boxes.ndim != ndim:
+        want = "[N, 4]" if ndim == 2 else f"{ndim} dimensions"
+        raise ValueError(f"{name} must have shape {want}, got {list(boxes.shape)}")
+    if not boxes.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {boxes.dtype}")
+
+
+def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
+    """Corners to centre and size.
+
+    Args:
+        boxes: ``[..., 4]`` xyxy.
+
+    Returns:
+        ``[..., 4]`` cxcywh.
+    """
+    _check_boxes("boxes", boxes)
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack(((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1), dim=-1)
+
+
+def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
+    """Centre and size to corners.
+
+    Args:
+        boxes: ``[..., 4]`` cxcywh.
+
+    Returns:
+        ``[..., 4]`` xyxy.
+    """
+    _check_boxes("boxes", boxes)
+    cx, cy, w, h = boxes.unbind(-1)
+    return torch.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), dim=-1)
+
+
+def box_area(boxes: Tensor) -> Tensor:
+    """Area of xyxy boxes; an inverted box (x2 < x1) counts as area 0, never negative.
+
+    Args:
+        boxes: ``[..., 4]`` xyxy.
+
+    Returns:
+        ``[...]`` areas.
+    """
+    _check_boxes("boxes", boxes)
+    wh = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0)
+    return wh[..., 0] * wh[..., 1]
+
+
+def box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """Jaccard overlap (intersection over union) of every box in ``a`` with every box in ``b``.
+
+    ``J(A, B) = |A ∩ B| / |A ∪ B|``. A pair whose union is empty (two zero-area boxes) gives 0,
+    not NaN, so degenerate boxes can never poison matching or NMS.
+
+    Args:
+        a: ``[N, 4]`` xyxy.
+        b: ``[M, 4]`` xyxy.
+
+    Returns:
+        ``[N, M]`` overlaps in ``[0, 1]``.
+
+    Paper: §2.2 (matching by jaccard overlap); also the overlap used by NMS at test time.
+    """
+    _check_boxes("a", a, ndim=2)
+    _check_boxes("b", b, ndim=2)
+    area_a = box_area(a)  # [N]
+    area_b = box_area(b)  # [M]
+    top_left = torch.maximum(a[:, None, :2], b[None, :, :2])  # [N, M, 2]
+    bottom_right = torch.minimum(a[:, None, 2:], b[None, :, 2:])  # [N, M, 2]
+    wh = (bottom_right - top_left).clamp(min=0)  # [N, M, 2]; disjoint boxes overlap by 0
+    inter = wh[..., 0] * wh[..., 1]  # [N, M]
+    union = area_a[:, None] + area_b[None, :] - inter  # [N, M]
+    # where union is 0 the intersection is 0 too: define the overlap as 0 instead of 0/0
+    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), 0.0)
+
+
+def encode(matched: Tensor, priors: Tensor, variances: tuple[float, float] = VARIANCES) -> Tensor:
+    """Offsets of matched ground truth from their default boxes: the targets ``g_hat``.
+
+    ``g_cx = (c_gt - c_prior) / (v0 * w_prior)``, ``g_cy`` likewise with heights,
+    ``g_w = log(w_gt / w_prior) / v1``, ``g_h`` likewise.
+
+    Args:
+        matched: ``[..., P, 4]`` xyxy, the ground truth assigned to each default box.
+        priors: ``[P, 4]`` cxcywh default boxes.
+        variances: ``(v0, v1)``, the scale of the centre and size offsets.
+
+    Returns:
+        ``[..., P, 4]`` offsets.
+
+    Paper: §2.2, eq. 2 (with the released models' variances).
+    """
+    _check_boxes("matched", matched)
+    _check_boxes("priors", priors, ndim=2)
+    gt = xyxy_to_cxcywh(matched)
+    g_centre = (gt[..., :2] - priors[:, :2]) / (variances[0] * priors[:, 2:])
+    # a zero-size ground truth would give log(0) = -inf; such boxes are rejected before matching
+    g_size = torch.log(gt[..., 2:] / priors[:, 2:]) / variances[1]
+    return torch.cat((g_centre, g_size), dim=-1)
+
+
+def decode(loc: Tensor, priors: Tensor, variances: tuple[float, float] = VARIANCES) -> Tensor:
+    """Boxes from predicted offsets: the inverse of :func:`encode`.
+
+    Args:
+        loc: ``[..., P, 4]`` offsets (network output or encoded targets).
+        priors: ``[P, 4]`` cxcywh default boxes.
+        variances: ``(v0, v1)``, as in :func:`encode`.
+
+    Returns:
+        ``[..., P, 4]`` xyxy boxes, fractions of the image (not clipped).
+
+    Paper: §2.2, eq. 2 inverted.
+    """
+    _check_boxes("loc", loc)
+    _check_boxes("priors", priors, ndim=2)
+    centre = priors[:, :2] + loc[..., :2] * variances[0] * priors[:, 2:]
+    size = priors[:, 2:] * torch.exp(loc[..., 2:] * variances[1])
+    return cxcywh_to_xyxy(torch.cat((centre, size), dim=-1))

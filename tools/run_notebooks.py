@@ -1,0 +1,55 @@
+"""Execute notebooks in place in full mode, storing their outputs (and the figures they save).
+
+    python tools/run_notebooks.py                      # every notebook in notebooks/
+    python tools/run_notebooks.py notebooks/01_*.ipynb # some of them
+
+The stored outputs are what readers see on GitHub; `make test` re-runs every notebook in smoke
+mode under nbval. A notebook is written back only after it ran without error, through a temporary
+file, so a failing or interrupted run never leaves a broken notebook behind.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(path: Path, timeout: int = 1800) -> float:
+    nb = nbformat.read(path, as_version=4)
+    env_smoke = os.environ.pop("SSD_EDU_SMOKE", None)  # full mode: the stored outputs are real
+    try:
+        start = time.perf_counter()
+        NotebookClient(
+            nb,
+            timeout=timeout,
+            kernel_name="python3",
+            resources={"metadata": {"path": path.parent}},
+        ).execute()
+        elapsed = time.perf_counter() - start
+    finally:
+        if env_smoke is not None:
+            os.environ["SSD_EDU_SMOKE"] = env_smoke
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".ipynb", delete=False) as tmp:
+        nbformat.write(nb, tmp)
+    os.replace(tmp.name, path)
+    return elapsed
+
+
+def main(argv: list[str]) -> int:
+    paths = [Path(a) for a in argv] or sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+    for path in paths:
+        print(f"{path}: running ...", flush=True)
+        print(f"{path}: done in {run(path):.1f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
