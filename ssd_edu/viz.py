@@ -116,7 +116,7 @@ def draw_boxes(
         image_size: ``(width, height)`` in pixels of the image shown on ``ax``.
         labels: ``[N]`` class indices; sets the colour and, with ``class_names``, the caption.
         scores: ``[N]`` confidences, added to the caption.
-        class_names: names indexed by label (index 0 is background).
+        class_names: names of the object classes 1..C (label ``l`` is ``class_names[l - 1]``).
         colour: one colour for all boxes (overrides the class colour).
     """
     _check_boxes("boxes", boxes, ndim=2)
@@ -139,7 +139,7 @@ def draw_boxes(
         )
         caption = []
         if label is not None and class_names is not None:
-            caption.append(class_names[label])
+            caption.append(class_names[label - 1] if label > 0 else "background")
         if scores is not None:
             caption.append(f"{float(scores[n]):.2f}")
         if caption:
