@@ -47,7 +47,7 @@ demo: $(STAMP)
 	$(BIN)/python -m ssd_edu.train --demo
 
 notebooks: $(STAMP)
-	MPLBACKEND=Agg $(BIN)/python tools/run_notebooks.py $(NB)
+	$(BIN)/python tools/run_notebooks.py $(NB)
 
 assignments: $(STAMP)
 	$(BIN)/python -m ssd_edu.exercises make-assignments notebooks assignments

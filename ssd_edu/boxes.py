@@ -98,7 +98,9 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
     inter = wh[..., 0] * wh[..., 1]  # [N, M]
     union = area_a[:, None] + area_b[None, :] - inter  # [N, M]
     # where union is 0 the intersection is 0 too: define the overlap as 0 instead of 0/0
-    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), 0.0)
+    # (divide by 1 there; clamping the union at a floor would distort tiny but nonzero unions)
+    nonempty = union > 0
+    return torch.where(nonempty, inter / torch.where(nonempty, union, 1.0), 0.0)
 
 
 def encode(matched: Tensor, priors: Tensor, variances: tuple[float, float] = VARIANCES) -> Tensor:

@@ -194,12 +194,13 @@ SSD128_SHAPES = PriorConfig.from_scales(
 )
 
 
-def cell_boxes_wh(cfg: PriorConfig, k: int) -> Tensor:
+def cell_boxes_wh(cfg: PriorConfig, k: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """Width and height of the default boxes of one cell of map ``k``, in DESIGN.md order.
 
     Args:
         cfg: the configuration.
         k: map index, 0-based.
+        dtype: floating dtype of the result.
 
     Returns:
         ``[boxes_per_location[k], 2]`` (w, h) as fractions of the image.
@@ -212,7 +213,7 @@ def cell_boxes_wh(cfg: PriorConfig, k: int) -> Tensor:
     for a in cfg.aspect_ratios[k]:
         r = math.sqrt(a)
         wh += [(s_k * r, s_k / r), (s_k / r, s_k * r)]
-    return torch.tensor(wh, dtype=torch.float32)
+    return torch.tensor(wh, dtype=dtype)
 
 
 def default_boxes(
@@ -235,7 +236,7 @@ def default_boxes(
         offsets = (torch.arange(f, dtype=torch.float64) + 0.5) * cfg.steps[k] / cfg.image_size
         cy, cx = torch.meshgrid(offsets, offsets, indexing="ij")  # [f, f], row i then column j
         centres = torch.stack((cx, cy), dim=-1).reshape(f * f, 1, 2)  # [f*f, 1, 2]
-        wh = cell_boxes_wh(cfg, k).to(torch.float64)[None]  # [1, A, 2]
+        wh = cell_boxes_wh(cfg, k, dtype=torch.float64)[None]  # [1, A, 2]
         boxes = torch.cat(torch.broadcast_tensors(centres, wh), dim=-1)  # [f*f, A, 4]
         per_map.append(boxes.reshape(-1, 4))
     priors = torch.cat(per_map)  # [P, 4]

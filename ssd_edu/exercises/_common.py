@@ -46,7 +46,8 @@ def expect_close(
             f"case '{case}': expected shape {list(expected.shape)}, got {list(got.shape)}"
         )
     if not torch.allclose(got.double(), expected.double(), atol=atol, rtol=rtol, equal_nan=False):
-        diff = (got.double() - expected.double()).abs()
+        # a NaN counts as the largest difference, so the message points at it
+        diff = (got.double() - expected.double()).abs().nan_to_num(nan=float("inf"))
         where = tuple(int(i) for i in torch.nonzero(diff == diff.max())[0]) if diff.numel() else ()
         msg = (
             f"case '{case}': values differ (largest difference {float(diff.max()):.4g} at index "
