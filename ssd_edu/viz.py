@@ -708,7 +708,7 @@ def plot_receptive_fields(ax: Axes, cfg, rfs, names: list[str] | None = None) ->
     ax.set_yscale("log")
     ax.set_xlabel("source feature map")
     ax.set_ylabel("size in input pixels (log scale)")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3, which="both")
 
 
@@ -794,7 +794,7 @@ def plot_nms(
     Returns:
         A figure with two image panels.
 
-    Paper: §3 (per-class NMS at test time).
+    Paper: §3.7 (per-class NMS at test time).
     """
     from ssd_edu.nms import batched_nms
 
@@ -974,3 +974,148 @@ def plot_shapes_samples(dataset, indices=range(12), ncols: int = 6) -> Figure:
         draw_boxes(ax, boxes, size, labels=labels, class_names=dataset.class_names, linewidth=1.2)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------- hard negative mining (nb 03)
+
+
+def draw_mined_negatives(
+    ax: Axes,
+    image: Tensor | np.ndarray,
+    priors: Tensor,
+    conf_loss: Tensor,
+    cls_t: Tensor,
+    neg_pos_ratio: float = 3,
+    gt_boxes: Tensor | None = None,
+    gt_labels: Tensor | None = None,
+    class_names: list[str] | None = None,
+) -> Tensor:
+    """One image's positives (class colours) and the negatives mining keeps (dashed, black-white).
+
+    Args:
+        ax: where to draw.
+        image: ``[3, H, W]`` in [0, 1] (or ``[H, W, 3]``).
+        priors: ``[P, 4]`` cxcywh default boxes.
+        conf_loss: ``[P]`` per-box confidence loss of this image.
+        cls_t: ``[P]`` long targets, 0 = background.
+        neg_pos_ratio: negatives per positive (the explorer's slider).
+        gt_boxes, gt_labels: optional ``[G, 4]`` xyxy and ``[G]`` ground truth, drawn thick.
+        class_names: names of classes 1..C for the ground-truth captions.
+
+    Returns:
+        ``[P]`` bool, the mined negatives.
+
+    Paper: §2.2 "Hard negative mining".
+    """
+    from ssd_edu.mining import hard_negative_mask
+
+    positive = cls_t > 0  # [P]
+    mined = hard_negative_mask(conf_loss[None].detach(), positive[None], neg_pos_ratio)[0]  # [P]
+    size = show_image(ax, image)
+    # white dashes over a black line: visible on dark and light backgrounds alike
+    draw_priors(ax, priors[mined], size, colour="black", linewidth=1.6)
+    draw_priors(ax, priors[mined], size, colour="white", linewidth=0.8, linestyle="--")
+    for label in cls_t[positive].unique().tolist():
+        chosen = positive & (cls_t == label)
+        draw_priors(ax, priors[chosen], size, colour=class_colour(label), linewidth=1.0)
+    if gt_boxes is not None:
+        draw_boxes(ax, gt_boxes, size, labels=gt_labels, class_names=class_names, linewidth=2.5)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    ax.set_title(
+        f"ratio {neg_pos_ratio:g}: {n_pos} positives, {int(mined.sum())} of {n_neg} negatives kept",
+        fontsize=9,
+    )
+    return mined
+
+
+def plot_mined_negatives(
+    image: Tensor | np.ndarray,
+    priors: Tensor,
+    conf_loss: Tensor,
+    cls_t: Tensor,
+    neg_pos_ratio: float = 3,
+    gt_boxes: Tensor | None = None,
+    gt_labels: Tensor | None = None,
+    class_names: list[str] | None = None,
+) -> Figure:
+    """:func:`draw_mined_negatives` on a new figure: the drawing of the mining explorer."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    draw_mined_negatives(
+        ax, image, priors, conf_loss, cls_t, neg_pos_ratio, gt_boxes, gt_labels, class_names
+    )
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- Smooth L1 (nb 04)
+
+
+def plot_smooth_l1(beta: float = 1.0, x_max: float = 3.0) -> Figure:
+    """Smooth L1 next to L1 and L2, as values (left) and as gradients (right).
+
+    Args:
+        beta: where Smooth L1 turns from quadratic to linear (1 in the paper).
+        x_max: the curves span ``[-x_max, x_max]``.
+
+    Returns:
+        The figure.
+
+    Paper: §2.2, eq. 2 (Smooth L1 for the localisation loss).
+    """
+    from ssd_edu.loss import smooth_l1
+
+    x = torch.linspace(-x_max, x_max, 601, dtype=torch.float64, requires_grad=True)
+    curves = {
+        "L1  |x|": x.abs(),
+        "L2  x²/2": 0.5 * x**2,
+        f"Smooth L1 (beta={beta:g})": smooth_l1(x, beta=beta),
+    }
+    styles = {"L1  |x|": ":", "L2  x²/2": "--"}
+    fig, (ax_v, ax_g) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for name, y in curves.items():
+        (grad,) = torch.autograd.grad(y.sum(), x)
+        xs = x.detach().numpy()
+        ax_v.plot(xs, y.detach().numpy(), styles.get(name, "-"), label=name, lw=2)
+        ax_g.plot(xs, grad.numpy(), styles.get(name, "-"), label=name, lw=2)
+    ax_v.set_ylim(0, x_max)
+    ax_v.set(xlabel="x = prediction - target", ylabel="loss", title="loss")
+    ax_g.set(xlabel="x = prediction - target", ylabel="d loss / d x", title="gradient")
+    for ax in (ax_v, ax_g):
+        ax.axvspan(-beta, beta, color="0.92", zorder=0)
+        ax.grid(alpha=0.3)
+    ax_v.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_detections_above(
+    images: Tensor,
+    detections,
+    class_names: list[str],
+    score_threshold: float = 0.5,
+    ground_truths=None,
+    ncols: int = 4,
+) -> Figure:
+    """:func:`plot_detections_grid` keeping only detections scoring at least ``score_threshold``.
+
+    The drawing behind notebook 09's explorer: raise the threshold and false positives vanish
+    first, then the weaker true detections (precision against recall, one image at a time).
+
+    Args:
+        images: ``[B, 3, S, S]`` normalised model inputs.
+        detections: per image ``(boxes [K, 4], scores [K], labels [K])``, e.g. from
+            ``ssd_edu.train.predict`` with a low threshold.
+        class_names: the C object class names.
+        score_threshold: the minimum score drawn, in ``[0, 1]``.
+        ground_truths: optional, per image ``(boxes [G, 4], labels [G], ...)``, drawn dashed.
+        ncols: images per row.
+    """
+    if not 0.0 <= score_threshold <= 1.0:
+        raise ValueError(f"score_threshold must lie in [0, 1], got {score_threshold}")
+    kept = []
+    for boxes, scores, labels in detections:
+        keep = scores >= score_threshold  # [K]
+        kept.append((boxes[keep], scores[keep], labels[keep]))
+    counts = [len(k[1]) for k in kept]
+    titles = [f"{c} box{'es' if c != 1 else ''} >= {score_threshold:.2f}" for c in counts]
+    return plot_detections_grid(images, kept, class_names, ground_truths, ncols, titles)

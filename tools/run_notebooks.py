@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def run(path: Path, timeout: int = 1800) -> float:
     nb = nbformat.read(path, as_version=4)
     env_smoke = os.environ.pop("SSD_EDU_SMOKE", None)  # full mode: the stored outputs are real
+    # under MPLBACKEND=Agg, plt.show() would store no figures in the notebook
+    env_backend = os.environ.pop("MPLBACKEND", None)
     try:
         start = time.perf_counter()
         NotebookClient(
@@ -37,6 +39,8 @@ def run(path: Path, timeout: int = 1800) -> float:
     finally:
         if env_smoke is not None:
             os.environ["SSD_EDU_SMOKE"] = env_smoke
+        if env_backend is not None:
+            os.environ["MPLBACKEND"] = env_backend
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".ipynb", delete=False) as tmp:
         nbformat.write(nb, tmp)
     os.replace(tmp.name, path)

@@ -1,0 +1,130 @@
+"""The average-precision exercise checker: passes the right answer, names each usual mistake."""
+
+import pytest
+import torch
+
+from ssd_edu.exercises import ExerciseFailure, check_average_precision
+from ssd_edu.exercises.evaluate import (
+    HINT_EMPTY,
+    HINT_ENVELOPE,
+    HINT_SENTINELS,
+    HINT_TEN_POINTS,
+    HINT_WEIGHTS,
+)
+
+
+def envelope(precision):
+    return precision.flip(0).cummax(0).values.flip(0)
+
+
+def solution(recall, precision, use_07_metric=True):
+    """The notebook's solution."""
+    if len(recall) == 0:
+        return 0.0
+    if use_07_metric:
+        total = 0.0
+        for i in range(11):
+            reached = precision[recall >= i / 10]
+            total += float(reached.max()) if len(reached) else 0.0
+        return total / 11
+    mrec = torch.cat(
+        (torch.zeros(1, dtype=recall.dtype), recall, torch.ones(1, dtype=recall.dtype))
+    )
+    mpre = torch.cat(
+        (torch.zeros(1, dtype=precision.dtype), precision, torch.zeros(1, dtype=precision.dtype))
+    )
+    mpre = envelope(mpre)
+    return float(((mrec[1:] - mrec[:-1]) * mpre[1:]).sum())
+
+
+def stub(recall, precision, use_07_metric=True):
+    raise NotImplementedError()
+
+
+def no_envelope(recall, precision, use_07_metric=True):
+    if use_07_metric:
+        return solution(recall, precision, True)
+    mrec = torch.cat(
+        (torch.zeros(1, dtype=recall.dtype), recall, torch.ones(1, dtype=recall.dtype))
+    )
+    mpre = torch.cat(
+        (torch.zeros(1, dtype=precision.dtype), precision, torch.zeros(1, dtype=precision.dtype))
+    )
+    return float(((mrec[1:] - mrec[:-1]) * mpre[1:]).sum())
+
+
+def ten_points(recall, precision, use_07_metric=True):
+    if not use_07_metric:
+        return solution(recall, precision, False)
+    if len(recall) == 0:
+        return 0.0
+    total = 0.0
+    for i in range(10):  # 0, 0.1, ..., 0.9: recall 1.0 is never sampled
+        reached = precision[recall >= i / 10]
+        total += float(reached.max()) if len(reached) else 0.0
+    return total / 10
+
+
+def no_sentinels(recall, precision, use_07_metric=True):
+    if use_07_metric:
+        return solution(recall, precision, True)
+    if len(recall) == 0:
+        return 0.0
+    env = envelope(precision)
+    return float(((recall[1:] - recall[:-1]) * env[1:]).sum())
+
+
+def unweighted_mean(recall, precision, use_07_metric=True):
+    if use_07_metric:
+        return solution(recall, precision, True)
+    if len(recall) == 0:
+        return 0.0
+    return float(envelope(precision).mean())
+
+
+def crashes_on_empty(recall, precision, use_07_metric=True):
+    return solution(recall, precision, use_07_metric) + 0 * float(recall.max())
+
+
+def returns_list(recall, precision, use_07_metric=True):
+    return [solution(recall, precision, use_07_metric)]
+
+
+def test_checker_passes_the_solution(capsys):
+    check_average_precision(solution)
+    assert "check_average_precision: all" in capsys.readouterr().out
+
+
+def test_checker_passes_the_library():
+    from ssd_edu.evaluate import average_precision
+
+    check_average_precision(average_precision)
+
+
+def test_stub_is_reported_as_not_implemented():
+    with pytest.raises(ExerciseFailure, match="not implemented yet"):
+        check_average_precision(stub)
+
+
+@pytest.mark.parametrize(
+    "mistake, hint, case",
+    [
+        (no_envelope, HINT_ENVELOPE, "precision rises again"),
+        (ten_points, HINT_TEN_POINTS, "11-point"),
+        (no_sentinels, HINT_SENTINELS, "area"),
+        (unweighted_mean, HINT_WEIGHTS, "area"),
+        (crashes_on_empty, HINT_EMPTY, "no detections"),
+    ],
+)
+def test_each_mistake_gets_its_hint(mistake, hint, case):
+    with pytest.raises(ExerciseFailure) as info:
+        check_average_precision(mistake)
+    message = str(info.value)
+    assert case in message and "hint: " + hint in message
+    if mistake is not crashes_on_empty:
+        assert "expected AP" in message and ", got " in message
+
+
+def test_wrong_type_is_named():
+    with pytest.raises(ExerciseFailure, match="expected a float, got list"):
+        check_average_precision(returns_list)
