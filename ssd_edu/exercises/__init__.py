@@ -19,6 +19,9 @@ _CHECKERS = {
     "check_multibox_loss": "loss",
     "check_nms": "nms",
     "check_average_precision": "evaluate",
+    "check_crop_boxes": "data",
+    "check_flatten_head": "model",
+    "check_learning_rate": "train",
 }
 
 __all__ = ["ExerciseFailure", *_CHECKERS]

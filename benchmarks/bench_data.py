@@ -1,0 +1,89 @@
+"""The input pipeline: JPEG file -> augmented, normalised 300x300 tensor with boxes, per core.
+
+Training on a GPU waits for this pipeline, so the figure that matters is images per second per
+CPU core (one thread): a DataLoader with k workers delivers about k times that. The test JPEG
+(a 500x375 crop of matplotlib's Grace Hopper photo) is written to a temporary folder. Rates are
+also given in CPU time (``time.process_time``), which other processes on a shared machine
+disturb less than wall-clock time. The CUDA rows time the same CPU pipeline followed by the copy
+of the batch to the GPU.
+"""
+
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from common import report
+from PIL import Image
+
+from ssd_edu.data import EvalTransform, ShapesDataset, TrainTransform, item_generator, to_pil
+from ssd_edu.viz import sample_photo
+
+BOXES = torch.tensor([[0.04, 0.06, 1.0, 1.0], [0.29, 0.25, 0.65, 0.55], [0.27, 0.06, 0.68, 0.29]])
+LABELS = torch.tensor([15, 15, 15])
+DIFFICULT = torch.tensor([False, True, False])
+
+
+def rate(fn, n: int) -> tuple[float, float]:
+    """(wall, cpu) images per second of ``fn(i)`` for i in range(n), after a short warm-up."""
+    for i in range(5):
+        fn(i)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for i in range(n):
+        fn(i)
+    return n / (time.perf_counter() - wall), n / (time.process_time() - cpu)
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "photo_500x375.jpg"
+        to_pil(sample_photo()).crop((6, 100, 506, 475)).save(path, quality=90)
+        train, evaluate = TrainTransform(size=300), EvalTransform(size=300)
+
+        cases = {
+            "JPEG decode only 500x375": lambda i: Image.open(path).convert("RGB"),
+            "train: JPEG -> augmented 300x300": lambda i: train(
+                Image.open(path), BOXES, LABELS, DIFFICULT, generator=item_generator(0, 0, i)
+            ),
+            "eval: JPEG -> resized 300x300": lambda i: evaluate(
+                Image.open(path), BOXES, LABELS, DIFFICULT
+            ),
+        }
+        for case, fn in cases.items():
+            wall, cpu = rate(fn, 300)
+            report("data", case, cpu, "img/s/core", "cpu", f"CPU time; wall clock {wall:.0f}")
+
+        shapes = ShapesDataset(10_000, image_size=128)
+        wall, cpu = rate(lambda i: shapes[i], 500)
+        report(
+            "data", "ShapesDataset 128x128 item", 1e3 / cpu, "ms", "cpu", f"wall {1e3 / wall:.2f}"
+        )
+        augmented = ShapesDataset(10_000, image_size=128, augment=True)
+        wall, cpu = rate(lambda i: augmented[i], 300)
+        report(
+            "data",
+            "ShapesDataset 128x128 augmented",
+            1e3 / cpu,
+            "ms",
+            "cpu",
+            f"wall {1e3 / wall:.2f}",
+        )
+
+        if torch.cuda.is_available():
+
+            def to_gpu(i: int) -> None:
+                image = train(Image.open(path), BOXES, LABELS, DIFFICULT, item_generator(0, 0, i))[
+                    0
+                ]
+                image.pin_memory().to("cuda", non_blocking=True)
+                torch.cuda.synchronize()
+
+            wall, cpu = rate(to_gpu, 300)
+            report(
+                "data", "train: JPEG -> 300x300 on GPU", wall, "img/s/core", "cuda", "wall clock"
+            )
+
+
+if __name__ == "__main__":
+    main()

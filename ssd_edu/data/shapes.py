@@ -1,0 +1,254 @@
+"""ShapesDataset: labelled detection images made on the fly, so every notebook has data offline.
+
+Each image is a cluttered background (noise, stripes or a gradient, in low-saturation colours) with
+one to a few solid, vividly coloured shapes: rectangles, ellipses, triangles and crosses. Shape
+sizes run from about 10 pixels to nearly the whole image, log-uniformly, so the small objects that
+SSD's early feature maps handle are as common as the large ones that its late maps handle (the
+multi-scale idea of §2.1). Shapes may overlap a little (box IoU below 0.3); larger shapes are
+painted first so a smaller one is never hidden.
+
+Everything is a function of ``(seed, index)``: item ``i`` is the same image in any process, on any
+run, in any order. A training transform (``augment=True``) additionally depends on the epoch
+(:meth:`ShapesDataset.set_epoch`), through :func:`~ssd_edu.data.transforms.item_generator`.
+
+Formats (as every dataset here): an item is ``(image, boxes, labels, difficult)`` with
+``image [3, S, S]`` float32 RGB normalised by ``IMAGENET_MEAN``/``IMAGENET_STD``,
+``boxes [N, 4]`` float32 xyxy fractions (the tight box of the painted pixels: pixel columns
+``c1..c2`` give ``x1 = c1 / S``, ``x2 = (c2 + 1) / S``), ``labels [N]`` int64 in ``1..4``
+(label ``l`` is ``SHAPE_CLASSES[l - 1]``), ``difficult [N]`` bool (all False).
+
+Paper: §2.1 (detections at multiple scales) motivates the size range; the data itself is ours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ssd_edu.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TrainTransform,
+    item_generator,
+    normalize,
+)
+
+SHAPE_CLASSES: tuple[str, ...] = ("rectangle", "ellipse", "triangle", "cross")
+
+MAX_BOX_IOU = 0.3  # two shapes overlap at most this much, so both stay recognisable
+
+
+def _shape_mask(kind: int, w: int, h: int) -> np.ndarray:
+    """``[h, w]`` bool mask of shape ``kind`` (0-based index into SHAPE_CLASSES) in its box."""
+    u = (np.arange(w, dtype=np.float32) + 0.5) / w  # [w] pixel centres in [0, 1]
+    v = (np.arange(h, dtype=np.float32) + 0.5) / h  # [h]
+    uu, vv = u[None, :], v[:, None]
+    if kind == 0:  # rectangle
+        return np.ones((h, w), dtype=bool)
+    if kind == 1:  # ellipse touching the four sides
+        return (2 * uu - 1) ** 2 + (2 * vv - 1) ** 2 <= 1.0
+    if kind == 2:  # triangle, apex up, base along the bottom
+        return np.abs(uu - 0.5) <= vv / 2
+    # cross: two bars a third of the box thick
+    return (np.abs(uu - 0.5) <= 1 / 6) | (np.abs(vv - 0.5) <= 1 / 6)
+
+
+def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Vectorised HSV in [0, 1] -> RGB in [0, 1], ``[..., 3]``."""
+    h, s, v = np.asarray(h), np.asarray(s), np.asarray(v)
+    k = (np.array([5.0, 3.0, 1.0]) + h[..., None] * 6) % 6  # [..., 3]
+    return v[..., None] - v[..., None] * s[..., None] * np.clip(np.minimum(k, 4 - k), 0, 1)
+
+
+def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A cluttered, low-saturation background: ``[H, W, 3]`` float32 in [0, 255]."""
+    base = _hsv_to_rgb(rng.random(), rng.uniform(0.0, 0.25), rng.uniform(0.25, 0.75)) * 255  # [3]
+    y = np.linspace(-1, 1, height, dtype=np.float32)[:, None]  # [H, 1]
+    x = np.linspace(-1, 1, width, dtype=np.float32)[None, :]  # [1, W]
+    angle = rng.uniform(0, np.pi)
+    along = np.cos(angle) * x + np.sin(angle) * y  # [H, W]
+    style = rng.integers(3)
+    if style == 0:  # plain
+        pattern = np.zeros((height, width), dtype=np.float32)
+    elif style == 1:  # stripes
+        pattern = np.sin(along * rng.uniform(4, 20) + rng.uniform(0, 2 * np.pi))
+    else:  # gradient
+        pattern = along
+    amplitude = rng.uniform(10, 40)
+    tint = rng.uniform(0.7, 1.3, size=3).astype(np.float32)  # stripes/gradient slightly coloured
+    image = base.astype(np.float32) + amplitude * pattern[..., None] * tint  # [H, W, 3]
+    image += np.float32(rng.uniform(0, 12)) * rng.standard_normal((height, width, 1), np.float32)
+    return image
+
+
+def render_shapes(
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    max_objects: int = 4,
+    min_size: float = 10.0,
+    max_size: float | None = None,
+    n_classes: int = len(SHAPE_CLASSES),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Paint one scene: a background and 1..max_objects shapes, all drawn from ``rng``.
+
+    Args:
+        rng: numpy generator; the scene is a function of its state.
+        width, height: image size in pixels.
+        max_objects: at most this many shapes (fewer when they do not fit without overlap).
+        min_size, max_size: range of ``sqrt(w h)`` in pixels (log-uniform); ``max_size``
+            defaults to 0.9 of the shorter side.
+        n_classes: how many of the shape kinds to use.
+
+    Returns:
+        ``image [H, W, 3]`` uint8, ``boxes [N, 4]`` int pixel edges ``(c1, r1, c2 + 1, r2 + 1)``,
+        ``kinds [N]`` int in ``0..n_classes-1``.
+    """
+    image = _background(rng, width, height)
+    short = min(width, height)
+    max_size = 0.9 * short if max_size is None else max_size
+    n = int(rng.integers(1, max_objects + 1))
+    # biggest first: a later (smaller) shape is painted on top and is never hidden
+    sizes = np.sort(np.exp(rng.uniform(np.log(min_size), np.log(max_size), size=n)))[::-1]
+    hues = (rng.random() + 0.618034 * np.arange(n)) % 1.0  # well-separated hues
+    boxes: list[tuple[int, int, int, int]] = []
+    kinds: list[int] = []
+    for size, hue in zip(sizes, hues):
+        kind = int(rng.integers(n_classes))
+        aspect = np.exp(rng.uniform(np.log(0.6), np.log(1.6)))
+        w = int(np.clip(round(size * np.sqrt(aspect)), 4, width))
+        h = int(np.clip(round(size / np.sqrt(aspect)), 4, height))
+        for _ in range(10):  # a few tries to find a place that overlaps little
+            x0, y0 = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+            if all(_box_iou_px((x0, y0, x0 + w, y0 + h), b) <= MAX_BOX_IOU for b in boxes):
+                break
+        else:
+            continue
+        mask = _shape_mask(kind, w, h)  # [h, w]
+        colour = _hsv_to_rgb(np.float32(hue), rng.uniform(0.65, 1.0), rng.uniform(0.6, 1.0)) * 255
+        image[y0 : y0 + h, x0 : x0 + w][mask] = colour
+        cols, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))
+        boxes.append((x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1))
+        kinds.append(kind)
+    image_u8 = np.clip(image, 0, 255).astype(np.uint8)
+    return image_u8, np.array(boxes, dtype=np.int64).reshape(-1, 4), np.array(kinds, np.int64)
+
+
+def _box_iou_px(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union
+
+
+Transform = Callable[..., tuple[Tensor, Tensor, Tensor, Tensor]]
+
+
+class ShapesDataset(Dataset):
+    """``n`` synthetic detection images, item ``i`` made from ``(seed, i)`` when asked for.
+
+    Args:
+        n: number of items.
+        image_size: side ``S`` of the square images in pixels.
+        seed: base seed; two datasets with different seeds share no images (use one for
+            training, another for held-out evaluation).
+        transform: called as ``transform(image, boxes, labels, difficult, generator=g)`` with a
+            PIL image; ``None`` gives the image normalised as the model expects (no augmentation).
+        augment: use the paper's :class:`~ssd_edu.data.transforms.TrainTransform` (ignored when
+            ``transform`` is given).
+        max_objects: at most this many shapes per image.
+        min_size, max_size: range of shape sizes ``sqrt(w h)`` in pixels.
+
+    Paper: §2.1 (objects at many scales); items follow DESIGN.md's dataset format.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        image_size: int = 128,
+        seed: int = 0,
+        transform: Transform | None = None,
+        augment: bool = False,
+        max_objects: int = 4,
+        min_size: float = 10.0,
+        max_size: float | None = None,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+    ) -> None:
+        if int(n) < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        if int(image_size) < 16:
+            raise ValueError(f"image_size must be at least 16 pixels, got {image_size}")
+        if max_objects < 1:
+            raise ValueError(f"max_objects must be >= 1, got {max_objects}")
+        max_size = 0.9 * image_size if max_size is None else max_size
+        if not 4 <= min_size <= max_size <= image_size:
+            raise ValueError(
+                f"need 4 <= min_size <= max_size <= image_size, got min_size={min_size}, "
+                f"max_size={max_size}, image_size={image_size}"
+            )
+        self.n, self.image_size, self.seed = int(n), int(image_size), int(seed)
+        self.max_objects, self.min_size, self.max_size = max_objects, min_size, max_size
+        self.mean, self.std = mean, std
+        if transform is None and augment:
+            transform = TrainTransform(size=self.image_size, mean=mean, std=std)
+        self.transform = transform
+        self.epoch = 0
+        self.class_names = SHAPE_CLASSES
+        self.image_ids = [f"shapes-{self.seed}-{i}" for i in range(self.n)]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch: augmentation differs per epoch, the underlying images do not."""
+        self.epoch = int(epoch)
+
+    def render(self, index: int) -> tuple[np.ndarray, Tensor, Tensor]:
+        """The raw item: ``image [S, S, 3]`` uint8, ``boxes [N, 4]`` fractions, ``labels [N]``."""
+        if not -self.n <= index < self.n:
+            raise IndexError(f"index {index} out of range for {self.n} items")
+        index %= self.n
+        rng = np.random.default_rng([self.seed, index])
+        s = self.image_size
+        image, boxes_px, kinds = render_shapes(
+            rng, s, s, self.max_objects, self.min_size, self.max_size
+        )
+        boxes = torch.from_numpy(boxes_px).float() / s  # [N, 4]
+        return image, boxes, torch.from_numpy(kinds) + 1  # labels 1..C; 0 is background
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        image, boxes, labels = self.render(index)
+        difficult = torch.zeros(len(labels), dtype=torch.bool)
+        if self.transform is None:
+            return normalize(image, self.mean, self.std), boxes, labels, difficult
+        g = item_generator(self.seed, self.epoch, index % self.n)
+        return self.transform(Image.fromarray(image), boxes, labels, difficult, generator=g)
+
+
+def collate_detections(
+    batch: list[tuple[Tensor, Tensor, Tensor, Tensor]],
+) -> tuple[Tensor, list[Tensor], list[Tensor], list[Tensor]]:
+    """DataLoader ``collate_fn`` for detection: images stacked, per-image targets kept as lists.
+
+    Images have different numbers of objects (zero included), so boxes cannot be stacked.
+
+    Args:
+        batch: ``B`` items ``(image [3, S, S], boxes [N_b, 4], labels [N_b], difficult [N_b])``.
+
+    Returns:
+        ``(images [B, 3, S, S], boxes list of [N_b, 4], labels list of [N_b], difficult list)``.
+    """
+    if len(batch) == 0:
+        raise ValueError("batch must hold at least one item, got 0")
+    images, boxes, labels, difficult = zip(*batch)
+    shapes = {tuple(im.shape) for im in images}
+    if len(shapes) > 1:
+        raise ValueError(f"images in a batch must share one shape, got {sorted(shapes)}")
+    return torch.stack(images), list(boxes), list(labels), list(difficult)
