@@ -77,26 +77,37 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
     """Jaccard overlap (intersection over union) of every box in ``a`` with every box in ``b``.
 
     ``J(A, B) = |A ∩ B| / |A ∪ B|``. A pair whose union is empty (two zero-area boxes) gives 0,
-    not NaN, so degenerate boxes can never poison matching or NMS.
+    not NaN, so degenerate boxes can never poison matching or NMS. Leading batch dimensions
+    broadcast, so a batch of padded ground truths ``[B, G, 4]`` against the default boxes
+    ``[P, 4]`` gives ``[B, G, P]`` in one call.
 
     Args:
-        a: ``[N, 4]`` xyxy.
-        b: ``[M, 4]`` xyxy.
+        a: ``[..., N, 4]`` xyxy.
+        b: ``[..., M, 4]`` xyxy.
 
     Returns:
-        ``[N, M]`` overlaps in ``[0, 1]``.
+        ``[..., N, M]`` overlaps in ``[0, 1]``.
 
     Paper: §2.2 (matching by jaccard overlap); also the overlap used by NMS at test time.
     """
-    _check_boxes("a", a, ndim=2)
-    _check_boxes("b", b, ndim=2)
-    area_a = box_area(a)  # [N]
-    area_b = box_area(b)  # [M]
-    top_left = torch.maximum(a[:, None, :2], b[None, :, :2])  # [N, M, 2]
-    bottom_right = torch.minimum(a[:, None, 2:], b[None, :, 2:])  # [N, M, 2]
-    wh = (bottom_right - top_left).clamp(min=0)  # [N, M, 2]; disjoint boxes overlap by 0
-    inter = wh[..., 0] * wh[..., 1]  # [N, M]
-    union = area_a[:, None] + area_b[None, :] - inter  # [N, M]
+    _check_boxes("a", a)
+    _check_boxes("b", b)
+    for name, t in (("a", a), ("b", b)):
+        if t.ndim < 2:
+            raise ValueError(f"{name} must have shape [N, 4] (or [..., N, 4]), got {list(t.shape)}")
+    try:
+        torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except RuntimeError:
+        raise ValueError(
+            f"batch dimensions of a {list(a.shape)} and b {list(b.shape)} do not broadcast"
+        ) from None
+    area_a = box_area(a)[..., :, None]  # [..., N, 1]
+    area_b = box_area(b)[..., None, :]  # [..., 1, M]
+    top_left = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])  # [..., N, M, 2]
+    bottom_right = torch.minimum(a[..., :, None, 2:], b[..., None, :, 2:])  # [..., N, M, 2]
+    wh = (bottom_right - top_left).clamp(min=0)  # [..., N, M, 2]; disjoint boxes overlap by 0
+    inter = wh[..., 0] * wh[..., 1]  # [..., N, M]
+    union = area_a + area_b - inter  # [..., N, M]
     # where union is 0 the intersection is 0 too: define the overlap as 0 instead of 0/0
     # (divide by 1 there; clamping the union at a floor would distort tiny but nonzero unions)
     nonempty = union > 0

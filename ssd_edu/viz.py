@@ -44,6 +44,7 @@ def save_figure(fig: Figure, name: str, dpi: int = 100) -> Path | None:
     path = FIGURES_DIR / name
     with tempfile.NamedTemporaryFile(dir=FIGURES_DIR, suffix=".png", delete=False) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    os.chmod(tmp.name, 0o644)  # NamedTemporaryFile makes 0600 files
     os.replace(tmp.name, path)
     return path
 

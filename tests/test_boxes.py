@@ -221,9 +221,9 @@ def test_iou_rejects_wrong_shapes():
     good = torch.rand(2, 4)
     with pytest.raises(ValueError, match=r"a must have shape \[\.\.\., 4\], got \[3, 5\]"):
         box_iou(torch.rand(3, 5), good)
-    with pytest.raises(ValueError, match=r"b must have shape \[N, 4\], got \[2, 3, 4\]"):
-        box_iou(good, torch.rand(2, 3, 4))
-    with pytest.raises(ValueError, match=r"a must have shape \[N, 4\], got \[4\]"):
+    with pytest.raises(ValueError, match=r"batch dimensions of a \[3, 2, 4\] and b \[2, 3, 4\]"):
+        box_iou(torch.rand(3, 2, 4), torch.rand(2, 3, 4))
+    with pytest.raises(ValueError, match=r"a must have shape \[N, 4\] \(or .*\), got \[4\]"):
         box_iou(torch.rand(4), good)
 
 
@@ -241,3 +241,15 @@ def test_encode_decode_reject_bad_priors():
         encode(torch.rand(2, 4), torch.rand(1, 2, 4))
     with pytest.raises(ValueError, match=r"loc must have shape \[\.\.\., 4\], got \[2, 5\]"):
         decode(torch.rand(2, 5), torch.rand(2, 4))
+
+
+def test_iou_broadcasts_batch_dimensions():
+    # a batch of padded ground truths against one set of default boxes, as matching uses it
+    a = torch.rand(3, 5, 2)
+    a = torch.cat((a, a + torch.rand(3, 5, 2)), dim=-1)  # [3, 5, 4]
+    b = torch.rand(7, 2)
+    b = torch.cat((b, b + torch.rand(7, 2)), dim=-1)  # [7, 4]
+    batched = box_iou(a, b)
+    assert batched.shape == (3, 5, 7)
+    for i in range(3):
+        torch.testing.assert_close(batched[i], box_iou(a[i], b))

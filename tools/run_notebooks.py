@@ -43,6 +43,7 @@ def run(path: Path, timeout: int = 1800) -> float:
             os.environ["MPLBACKEND"] = env_backend
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".ipynb", delete=False) as tmp:
         nbformat.write(nb, tmp)
+    os.chmod(tmp.name, 0o644)  # NamedTemporaryFile makes 0600 files
     os.replace(tmp.name, path)
     return elapsed
 
