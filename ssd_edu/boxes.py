@@ -101,13 +101,14 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
         raise ValueError(
             f"batch dimensions of a {list(a.shape)} and b {list(b.shape)} do not broadcast"
         ) from None
-    area_a = box_area(a)[..., :, None]  # [..., N, 1]
-    area_b = box_area(b)[..., None, :]  # [..., 1, M]
-    top_left = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])  # [..., N, M, 2]
-    bottom_right = torch.minimum(a[..., :, None, 2:], b[..., None, :, 2:])  # [..., N, M, 2]
-    wh = (bottom_right - top_left).clamp(min=0)  # [..., N, M, 2]; disjoint boxes overlap by 0
-    inter = wh[..., 0] * wh[..., 1]  # [..., N, M]
-    union = area_a + area_b - inter  # [..., N, M]
+    # one coordinate at a time: contiguous [..., N, M] steps, not strided [..., N, M, 2] ones
+    ax1, ay1, ax2, ay2 = a[..., :, None, :].unbind(-1)  # each [..., N, 1]
+    bx1, by1, bx2, by2 = b[..., None, :, :].unbind(-1)  # each [..., 1, M]
+    # disjoint boxes overlap by 0, hence the clamps
+    w = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).clamp_(min=0)  # [..., N, M]
+    h = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).clamp_(min=0)  # [..., N, M]
+    inter = w * h  # [..., N, M]
+    union = box_area(a)[..., :, None] + box_area(b)[..., None, :] - inter  # [..., N, M]
     # where union is 0 the intersection is 0 too: define the overlap as 0 instead of 0/0
     # (divide by 1 there; clamping the union at a floor would distort tiny but nonzero unions)
     nonempty = union > 0
