@@ -1,0 +1,152 @@
+"""Training throughput (images/s): the small model on the CPU; SSD300 on a GPU when there is one.
+
+    python benchmarks/bench_train.py            # alone
+    python benchmarks/run_all.py train          # in the table of `make bench`
+
+Rows:
+- ``ssd_small`` as the CPU preset trains it (width 64, batch 16), one training step (matching +
+  forward + loss + backward + SGD) on a fixed batch: the compute alone, on one thread and on all;
+- on CUDA, SSD300 (21 classes), bf16 autocast, channels_last, batch 32 and 64: the compute alone
+  (the same batch again and again, already on the GPU);
+- on CUDA, the whole pipeline: :func:`ssd_edu.train.train` reading toy-VOC JPEGs (make_toy_voc) with
+  the paper's augmentation through DataLoader workers, pinned memory and non-blocking copies. The
+  goal is 1000 images/s on one H100, so that 120k iterations of 32 take about an hour.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import report, timeit  # noqa: E402
+
+from ssd_edu.data import SHAPE_CLASSES, VOC_CLASSES, ShapesDataset, collate_detections  # noqa: E402
+from ssd_edu.loss import MultiBoxLoss  # noqa: E402
+from ssd_edu.matching import assign_targets_batch  # noqa: E402
+from ssd_edu.model import ssd300, ssd_small  # noqa: E402
+from ssd_edu.train import SHAPES_DATA, SMALL_WIDTH  # noqa: E402
+
+TOPIC = "train"
+
+
+def step_fn(model, images, boxes, labels, amp_dtype=None):
+    """One SGD step on a fixed batch, as the training loop does it."""
+    criterion = MultiBoxLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, weight_decay=5e-4)
+    device = images.device
+
+    def step():
+        loc_t, cls_t = assign_targets_batch(boxes, labels, model.priors)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            loc, logits = model(images)
+        loss = criterion(loc.float(), logits.float(), loc_t, cls_t)[0]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def bench_small_cpu() -> None:
+    """The CPU preset: ssd_small(width=SMALL_WIDTH), batch 16, on one thread and on all."""
+    torch.manual_seed(0)
+    batch = [ShapesDataset(16, **SHAPES_DATA)[i] for i in range(16)]
+    images, boxes, labels, _ = collate_detections(batch)
+    default_threads = torch.get_num_threads()
+    for threads in sorted({1, default_threads}):
+        torch.set_num_threads(threads)
+        model = ssd_small(len(SHAPE_CLASSES) + 1, width=SMALL_WIDTH).train()
+        seconds = timeit(step_fn(model, images, boxes, labels), repeat=5, warmup=2)
+        report(
+            TOPIC,
+            f"ssd_small (width {SMALL_WIDTH}) train step, batch 16, {threads} thread(s)",
+            16 / seconds,
+            "images/s",
+            "cpu",
+            "compute only; noisy on a shared machine",
+        )
+    torch.set_num_threads(default_threads)
+
+
+def bench_ssd300_cuda(batch_size: int) -> None:
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    model = ssd300(21).to(device).to(memory_format=torch.channels_last).train()
+    images = torch.randn(batch_size, 3, 300, 300, device=device)
+    images = images.contiguous(memory_format=torch.channels_last)
+    gen = torch.Generator().manual_seed(0)
+    boxes, labels = [], []
+    for _ in range(batch_size):
+        xy = torch.rand(3, 2, generator=gen) * 0.6
+        wh = torch.rand(3, 2, generator=gen) * 0.3 + 0.05
+        boxes.append(torch.cat([xy, xy + wh], dim=1).to(device))
+        labels.append(torch.randint(1, 21, (3,), generator=gen).to(device))
+    step = step_fn(model, images, boxes, labels, amp_dtype=torch.bfloat16)
+    seconds = timeit(step, repeat=10, warmup=5)
+    report(
+        TOPIC,
+        f"ssd300 train step, batch {batch_size}, bf16 channels_last",
+        batch_size / seconds,
+        "images/s",
+        "cuda",
+        "compute only (fixed batch on the GPU)",
+    )
+
+
+def bench_ssd300_pipeline(batch_size: int = 32, iters: int = 60) -> None:
+    from ssd_edu.data import TrainTransform, VOCDetection, make_toy_voc
+    from ssd_edu.train import TrainConfig, train
+
+    workers = min(14, os.cpu_count() or 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "VOCdevkit"
+        make_toy_voc(root, 600, seed=0)
+        train_set = VOCDetection(root, image_set="trainval", transform=TrainTransform(300))
+        torch.manual_seed(0)
+        model = ssd300(len(VOC_CLASSES) + 1)
+        cfg = TrainConfig(
+            batch_size=batch_size,
+            max_iters=iters,
+            lr=1e-4,
+            warmup_iters=0,
+            num_workers=workers,
+            amp="bf16",
+            channels_last=True,
+            eval_every=0,
+            checkpoint_every=0,
+            log_every=iters // 3,
+            out_dir=str(Path(tmp) / "run"),
+        )
+        start = time.perf_counter()
+        result = train(cfg, model, train_set, VOC_CLASSES, progress=False)
+        torch.cuda.synchronize()
+        total = time.perf_counter() - start
+    # the last logging window: workers warmed up, steady state
+    steady = result.log[-1]["images_per_s"]
+    report(
+        TOPIC,
+        f"ssd300 train() with toy-VOC JPEG pipeline, batch {batch_size}",
+        steady,
+        "images/s",
+        "cuda",
+        f"bf16 channels_last, {workers} workers, steady state; "
+        f"{iters * batch_size / total:.0f} img/s incl. start-up",
+    )
+
+
+def main() -> None:
+    bench_small_cpu()
+    if torch.cuda.is_available():
+        for bs in (32, 64):
+            bench_ssd300_cuda(bs)
+        bench_ssd300_pipeline(32)
+
+
+if __name__ == "__main__":
+    main()
