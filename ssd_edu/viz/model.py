@@ -1,0 +1,161 @@
+"""Drawings of the network: fc6/fc7 decimation and receptive fields against default boxes.
+
+Pairs with notebook 06 (the SSD architecture); :func:`receptive_field_figure` is its explorer's
+drawing.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from torch import Tensor
+
+from ssd_edu.viz.core import _CELL_BOX_COLOURS, show_image, square_image
+
+
+def draw_fc6_decimation() -> Figure:
+    """How VGG16's fc6/fc7 become SSD's atrous fc6 and 1x1 fc7, drawn in input pixels.
+
+    Left: VGG16's fc6 reads a 7x7 window of pool5 (cells 32 px apart); the decimation keeps taps
+    0, 3 and 6 in each direction. Middle: SSD's pool5 keeps stride 16, so the same taps are 6 cells
+    apart: a 3x3 kernel with dilation 6 covering the same 192 px. Right: the filters kept (every
+    4th of fc6's 4096 outputs; for fc7 every 4th output and input), shown on a corner of fc7.
+
+    Returns:
+        A new figure with three panels.
+
+    Paper: §2.1 (fc6/fc7 subsampled, atrous algorithm), figure 2.
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4), gridspec_kw={"width_ratios": [1, 1, 0.9]})
+    for ax, n, step, title in (
+        (axes[0], 7, 32, "VGG16 fc6: 7x7 taps on pool5\n(32 px apart)"),
+        (axes[1], 13, 16, "SSD fc6: 3x3 taps, dilation 6\n(pool5 at stride 16: 16 px apart)"),
+    ):
+        kept_every = 3 if n == 7 else 6
+        for r in range(n):
+            for c in range(n):
+                kept = r % kept_every == 0 and c % kept_every == 0
+                ax.add_patch(
+                    Rectangle(
+                        (c * step - step / 2, r * step - step / 2),
+                        step,
+                        step,
+                        facecolor="tab:red" if kept else "white",
+                        edgecolor="0.6",
+                        linewidth=0.8,
+                    )
+                )
+        ax.set_xlim(-step, 6 * 32 + step)
+        ax.set_ylim(6 * 32 + step, -step)
+        ax.set_aspect("equal")
+        ax.set_xlabel("x offset of the tap in the input (px)")
+        ax.set_ylabel("y offset (px)")
+        ax.set_title(title, fontsize=10)
+    corner = np.zeros((16, 16))
+    corner[::4, ::4] = 1.0  # fc7[::4, ::4]
+    axes[2].imshow(corner, cmap="Reds", vmin=0, vmax=1.3)
+    axes[2].set_xticks(range(0, 16, 4))
+    axes[2].set_yticks(range(0, 16, 4))
+    axes[2].set_xlabel("fc7 input (fc6 filter) index")
+    axes[2].set_ylabel("fc7 output index")
+    axes[2].set_title("fc7 [4096, 4096] -> [1024, 1024]:\nevery 4th row and column", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_receptive_fields(ax: Axes, cfg, rfs, names: list[str] | None = None) -> None:
+    """Theoretical receptive field of each map's predictions against its default-box sizes.
+
+    Args:
+        ax: where to draw.
+        cfg: the :class:`~ssd_edu.priors.PriorConfig`.
+        rfs: one receptive-field side (px) per map, e.g. ``ssd_edu.model.receptive_fields``.
+        names: map names for the x axis (default ``map k``).
+
+    Paper: §2.2 (the default boxes need not follow the receptive fields).
+    """
+    m = len(cfg.feature_maps)
+    if len(rfs) != m:
+        raise ValueError(f"rfs must have one entry per feature map ({m}), got {len(rfs)}")
+    x = np.arange(m)
+    s_k = np.asarray(cfg.min_sizes, dtype=float)
+    s_k_prime = np.sqrt(s_k * np.asarray(cfg.max_sizes, dtype=float))
+    widest = np.array([s * np.sqrt(max(r, default=1)) for s, r in zip(s_k, cfg.aspect_ratios)])
+    ax.plot(x, rfs, "o-", color="tab:purple", label="receptive field (theoretical)")
+    ax.plot(x, s_k, "s-", color="tab:orange", label=r"default box side $s_k$")
+    ax.plot(x, s_k_prime, "s--", color="tab:red", label=r"$s'_k = \sqrt{s_k s_{k+1}}$")
+    ax.plot(x, widest, "^:", color="tab:blue", label="longest side (widest ratio)")
+    ax.axhline(cfg.image_size, color="0.5", linewidth=1)
+    ax.text(0, cfg.image_size * 1.05, f"image ({cfg.image_size} px)", color="0.4", fontsize=8)
+    labels = names or [f"map {k}" for k in range(m)]
+    ax.set_xticks(x, [f"{n}\n{f}x{f}" for n, f in zip(labels, cfg.feature_maps)], fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xlabel("source feature map")
+    ax.set_ylabel("size in input pixels (log scale)")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3, which="both")
+
+
+def receptive_field_figure(
+    image: Tensor, cfg, rfs, k: int, x: float = 0.5, y: float = 0.5
+) -> tuple[Figure, list[int]]:
+    """One cell of map ``k``: its default boxes and its theoretical receptive field on a photo.
+
+    The drawing behind notebook 06's explorer. The cell is the one containing the point ``(x, y)``
+    (fractions of the image).
+
+    Args:
+        image: ``[3, H, W]`` in [0, 1]; shown squashed to ``cfg.image_size`` as the network sees it.
+        cfg: the :class:`~ssd_edu.priors.PriorConfig`.
+        rfs: receptive-field side (px) per map.
+        k: map index, 0-based.
+        x, y: a point of the image, fractions in [0, 1].
+
+    Returns:
+        The figure and the output rows (indices into the ``P`` default boxes) of the cell's boxes.
+    """
+    from ssd_edu.priors import cell_boxes_wh
+
+    if not 0 <= k < len(cfg.feature_maps):
+        raise ValueError(f"k must be a map index in [0, {len(cfg.feature_maps) - 1}], got {k}")
+    f, size = cfg.feature_maps[k], cfg.image_size
+    i, j = min(int(y * f), f - 1), min(int(x * f), f - 1)
+    n_boxes = cfg.boxes_per_location[k]
+    first = sum(cfg.boxes_per_map[:k]) + (i * f + j) * n_boxes
+    rows = list(range(first, first + n_boxes))
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    show_image(ax, square_image(image, size))
+    cx, cy = (j + 0.5) * cfg.steps[k], (i + 0.5) * cfg.steps[k]  # px
+    step = cfg.steps[k]
+    ax.add_patch(
+        Rectangle((cx - step / 2, cy - step / 2), step, step, color="white", alpha=0.5)
+    )  # the cell itself
+    rf = rfs[k]
+    ax.add_patch(
+        Rectangle(
+            (cx - rf / 2, cy - rf / 2), rf, rf, fill=False, edgecolor="tab:purple", linewidth=2.5,
+            linestyle="--",
+            label=f"receptive field {rf} px" + (" (beyond the image)" if rf >= size else ""),
+        )
+    )  # fmt: skip
+    for a, (w, h) in enumerate(cell_boxes_wh(cfg, k).tolist()):
+        ax.add_patch(
+            Rectangle(
+                (cx - w * size / 2, cy - h * size / 2),
+                w * size,
+                h * size,
+                fill=False,
+                edgecolor=_CELL_BOX_COLOURS[a % len(_CELL_BOX_COLOURS)],
+                linewidth=1.8,
+            )
+        )
+    ax.set_xlim(0, size)
+    ax.set_ylim(size, 0)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(f"map {k} ({f}x{f}), cell (i={i}, j={j}): rows {rows[0]}..{rows[-1]}", fontsize=9)
+    fig.tight_layout()
+    return fig, rows
