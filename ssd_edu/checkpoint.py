@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ssd_edu.atomic import atomic_write
 from ssd_edu.priors import PriorConfig
 
 
@@ -73,22 +73,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     Returns:
         The path written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # same folder as the target, so the final rename never crosses file systems
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
-        os.replace(tmp, path)
-    except BaseException:
-        # any failure (including Ctrl-C) removes the partial file and keeps the old checkpoint
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:

@@ -11,7 +11,7 @@ back onto the original pixels unchanged. The detections are also printed, in pix
 The checkpoint carries everything needed to rebuild the network (model name, number of classes,
 class names, default-box configuration; see :mod:`ssd_edu.checkpoint`), so no other file is read.
 
-Paper: §3 (inference: confidence filter, per-class NMS with jaccard overlap 0.45, top k).
+Paper: §3.7 (inference: confidence filter, per-class NMS with jaccard overlap 0.45, top k).
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m ssd_edu.detect`` and ``ssd-edu-detect``."""
     args = _parser().parse_args(argv)
+    if args.top_k < 1:
+        print(f"--top-k must be at least 1, got {args.top_k}", file=sys.stderr)
+        return 2
     if not 0.0 <= args.score < 1.0:
         print(f"--score must lie in [0, 1), got {args.score}", file=sys.stderr)
         return 2

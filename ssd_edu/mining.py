@@ -55,7 +55,9 @@ def hard_negative_mask(conf_loss: Tensor, positive: Tensor, neg_pos_ratio: float
         )
     if positive.dtype != torch.bool:
         raise TypeError(f"positive must be a bool tensor, got dtype {positive.dtype}")
-    if isinstance(neg_pos_ratio, bool) or not neg_pos_ratio >= 0:
+    if not isinstance(neg_pos_ratio, (int, float)) or isinstance(neg_pos_ratio, bool):
+        raise TypeError(f"neg_pos_ratio must be a number >= 0, got {neg_pos_ratio!r}")
+    if not neg_pos_ratio >= 0:
         raise ValueError(f"neg_pos_ratio must be a number >= 0, got {neg_pos_ratio!r}")
 
     num_pos = positive.sum(dim=1)  # [B]

@@ -111,6 +111,8 @@ def test_detect_rejects_bad_score(trained, tmp_path, capsys):
     Image.new("RGB", (8, 8)).save(image)
     assert detect.main([str(trained), str(image), "--out", str(tmp_path), "--score", "1.5"]) == 2
     assert "--score must lie in [0, 1)" in capsys.readouterr().err
+    assert detect.main([str(trained), str(image), "--out", str(tmp_path), "--top-k", "0"]) == 2
+    assert "--top-k must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_detect_missing_checkpoint(tmp_path):

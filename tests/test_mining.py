@@ -141,6 +141,8 @@ def test_rejects_bad_inputs():
         hard_negative_mask(loss.long(), positive)
     with pytest.raises(ValueError, match="neg_pos_ratio must be a number >= 0, got -1"):
         hard_negative_mask(loss, positive, -1)
+    with pytest.raises(TypeError, match="neg_pos_ratio must be a number >= 0, got None"):
+        hard_negative_mask(loss, positive, None)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

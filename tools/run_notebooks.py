@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+
+from ssd_edu.atomic import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,10 +42,7 @@ def run(path: Path, timeout: int = 1800) -> float:
             os.environ["SSD_EDU_SMOKE"] = env_smoke
         if env_backend is not None:
             os.environ["MPLBACKEND"] = env_backend
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".ipynb", delete=False) as tmp:
-        nbformat.write(nb, tmp)
-    os.chmod(tmp.name, 0o644)  # NamedTemporaryFile makes 0600 files
-    os.replace(tmp.name, path)
+    atomic_write(path, lambda f: nbformat.write(nb, f), binary=False)
     return elapsed
 
 

@@ -273,8 +273,8 @@ def sample_patch(
         ``(patch, best_iou)``: the ``[4]`` xyxy patch (fractions) and its largest IoU with the
         objects, or ``(None, 0.0)`` when no trial satisfies the constraint.
 
-    Paper: §2.2 "Data augmentation" (sample a patch so that the minimum jaccard overlap with the
-    objects is 0.1, 0.3, 0.5, 0.7 or 0.9).
+    Paper: §2.2 "Data augmentation" (the patch must overlap some object by at least the drawn
+    minimum IoU, one of ``MIN_IOUS``).
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if len(boxes) == 0:

@@ -20,7 +20,7 @@ transform the image is a ``[3, H, W]`` uint8 tensor; with one, the transform get
 (opened lazily, so it can decide the geometry before the JPEG is decoded) and a generator from
 ``(seed, epoch, index)``.
 
-Paper: §3.1 (PASCAL VOC2007), §3.2 (07+12), Table 1.
+Paper: §3.1 (PASCAL VOC2007; 07+12 training in Table 1).
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ class VOCDetection(Dataset):
     Attributes:
         image_ids: ``"VOC2007/000005"``-style names, one per item, in item order.
 
-    Paper: §3.1, §3.2 (07+12 = VOC2007 trainval + VOC2012 trainval).
+    Paper: §3.1, Table 1 (07+12 = VOC2007 trainval + VOC2012 trainval).
     """
 
     def __init__(

@@ -19,11 +19,11 @@ Usage: ``make assignments``, i.e.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import nbformat
+
+from ssd_edu.atomic import atomic_write
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -119,11 +119,7 @@ def student_notebook(nb: nbformat.NotebookNode, name: str) -> tuple[nbformat.Not
 
 def _write_atomic(nb: nbformat.NotebookNode, path: Path) -> None:
     """Write through a temporary file so an interrupted run never leaves half a notebook."""
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, suffix=".ipynb.tmp", delete=False, encoding="utf-8"
-    ) as tmp:
-        nbformat.write(nb, tmp)
-    os.replace(tmp.name, path)
+    atomic_write(path, lambda f: nbformat.write(nb, f), binary=False)
 
 
 def make_assignments(src_dir: str | Path, out_dir: str | Path) -> dict[str, list[str]]:

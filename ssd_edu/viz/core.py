@@ -8,7 +8,6 @@ fractions of the image (DESIGN.md); the functions scale them to the pixels of th
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -19,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
+from ssd_edu.atomic import atomic_write
 from ssd_edu.boxes import _check_boxes, cxcywh_to_xyxy
 
 # the repository's top-level figures/ (this file is ssd_edu/viz/core.py)
@@ -41,13 +41,9 @@ def save_figure(fig: Figure, name: str, dpi: int = 100) -> Path | None:
     """
     if is_smoke():
         return None
-    FIGURES_DIR.mkdir(exist_ok=True)
-    path = FIGURES_DIR / name
-    with tempfile.NamedTemporaryFile(dir=FIGURES_DIR, suffix=".png", delete=False) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    os.chmod(tmp.name, 0o644)  # NamedTemporaryFile makes 0600 files
-    os.replace(tmp.name, path)
-    return path
+    return atomic_write(
+        FIGURES_DIR / name, lambda f: fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
+    )
 
 
 def class_colour(label: int) -> tuple[float, float, float, float]:
