@@ -76,7 +76,9 @@ def _at_least_float32(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-def _check_inputs(loc: Tensor, logits: Tensor, loc_t: Tensor, cls_t: Tensor) -> None:
+def _check_inputs(
+    loc: Tensor, logits: Tensor, loc_t: Tensor, cls_t: Tensor, check_values: bool = True
+) -> None:
     for name, t in (("loc", loc), ("logits", logits), ("loc_t", loc_t), ("cls_t", cls_t)):
         if not isinstance(t, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -99,7 +101,9 @@ def _check_inputs(loc: Tensor, logits: Tensor, loc_t: Tensor, cls_t: Tensor) -> 
             raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
     if cls_t.dtype != torch.long:
         raise TypeError(f"cls_t must be a long (int64) tensor, got dtype {cls_t.dtype}")
-    if cls_t.numel():
+    if check_values and cls_t.numel():
+        # reading the range back waits for the GPU: a training loop that checked its labels
+        # already can turn this off (check_targets=False) and keep the GPU's queue full
         lo, hi = (int(v) for v in torch.aminmax(cls_t))
         C = logits.shape[-1]
         if lo < 0 or hi >= C:
@@ -128,6 +132,8 @@ class MultiBoxLoss(nn.Module):
         neg_pos_ratio: negatives kept per positive in each image (3 in the paper). ``None``
             turns mining off and uses every negative (for the ablation in notebook 03).
         alpha: weight of the localisation part (1 in the paper, chosen by cross-validation).
+        check_targets: check that every ``cls_t`` value is a class index (one read-back, so one
+            wait for the GPU per call); shapes and dtypes are always checked.
 
     Forward args:
         loc: ``[B, P, 4]`` predicted offsets.
@@ -142,7 +148,9 @@ class MultiBoxLoss(nn.Module):
     Paper: §2.2 "Training objective" (eqs. 1-3) and "Hard negative mining".
     """
 
-    def __init__(self, neg_pos_ratio: float | None = 3, alpha: float = 1.0) -> None:
+    def __init__(
+        self, neg_pos_ratio: float | None = 3, alpha: float = 1.0, check_targets: bool = True
+    ) -> None:
         super().__init__()
         if neg_pos_ratio is not None and (
             isinstance(neg_pos_ratio, bool) or not neg_pos_ratio >= 0
@@ -152,6 +160,7 @@ class MultiBoxLoss(nn.Module):
             raise ValueError(f"alpha must be >= 0, got {alpha!r}")
         self.neg_pos_ratio = neg_pos_ratio
         self.alpha = alpha
+        self.check_targets = check_targets
 
     def extra_repr(self) -> str:
         return f"neg_pos_ratio={self.neg_pos_ratio}, alpha={self.alpha}"
@@ -159,7 +168,7 @@ class MultiBoxLoss(nn.Module):
     def forward(
         self, loc: Tensor, logits: Tensor, loc_t: Tensor, cls_t: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
-        _check_inputs(loc, logits, loc_t, cls_t)
+        _check_inputs(loc, logits, loc_t, cls_t, check_values=self.check_targets)
         # at least float32 inside, whatever autocast chose for the network: a bf16 softmax over 21
         # classes and a bf16 sum over 8732 boxes would lose several digits of the loss
         with torch.autocast(device_type=loc.device.type, enabled=False):

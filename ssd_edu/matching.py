@@ -32,6 +32,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
 
 from ssd_edu.boxes import _check_boxes, box_iou, cxcywh_to_xyxy, encode
 
@@ -73,12 +74,19 @@ def _check_gt_labels(name: str, labels: Tensor, valid: Tensor, batched: bool) ->
 
 
 def _pad(
-    gt_boxes: Sequence[Tensor], gt_labels: Sequence[Tensor] | None, priors: Tensor
+    gt_boxes: Sequence[Tensor],
+    gt_labels: Sequence[Tensor] | None,
+    priors: Tensor,
+    batched: bool = True,
 ) -> tuple[Tensor, Tensor | None, Tensor]:
     """Validate per-image ground truth and pad it to ``[B, G_max, ...]`` with a validity mask.
 
     Shapes are checked per image (metadata only); values are checked once on the padded batch.
-    Everything is moved to ``priors``' device, boxes to its dtype.
+    Padding and value checks happen where the ground truth lives, with Python lengths: ground
+    truth handed over on the CPU (as a DataLoader gives it) is padded and checked there and then
+    sent to ``priors``' device in one copy per tensor, without waiting for the GPU. (Checking
+    values that already live on a GPU has to read a flag back, which waits for queued work.)
+    The results are on ``priors``' device, boxes in its dtype.
     """
     if isinstance(gt_boxes, Tensor) or not isinstance(gt_boxes, Sequence):
         raise TypeError(
@@ -113,23 +121,41 @@ def _pad(
 
     device, dtype = priors.device, priors.dtype
     batch = len(gt_boxes)
-    counts = torch.tensor([len(b) for b in gt_boxes], device=device)  # [B]
+    # pad on the ground truth's own device when all of it shares one, else on priors' device
+    given = list(gt_boxes) + list(gt_labels or [])
+    homes = {t.device for t in given}
+    home = homes.pop() if len(homes) == 1 else device
+    counts = [len(b) for b in gt_boxes]  # Python ints: the shapes are known without a sync
     # at least one slot, so that every later tensor op sees G >= 1 (an empty slot is invalid)
-    g_max = max(1, int(counts.max()) if batch else 1)
-    valid = torch.arange(g_max, device=device)[None, :] < counts[:, None]  # [B, G]
-    boxes = torch.zeros(batch, g_max, 4, device=device, dtype=dtype)  # [B, G, 4]
-    if batch and counts.sum() > 0:
-        boxes[valid] = torch.cat([b.to(device=device, dtype=dtype) for b in gt_boxes])
+    g_max = max([1, *counts])
+    valid = torch.arange(g_max)[None, :] < torch.tensor(counts, dtype=torch.long)[:, None]  # [B, G]
+    valid = valid.reshape(batch, g_max).to(home, non_blocking=True)
+    boxes = _stack_padded([b.to(home, dtype) for b in gt_boxes], (batch, g_max, 4), dtype, home)
     # padded slots hold the whole image: a harmless, non-degenerate box that encode can take
     boxes = torch.where(valid[..., None], boxes, boxes.new_tensor([0.0, 0.0, 1.0, 1.0]))
+    _check_gt_values("gt_boxes", boxes, valid, batched)
     labels = None
     if gt_labels is not None:
-        labels = torch.zeros(batch, g_max, device=device, dtype=torch.long)  # [B, G]
-        if batch and counts.sum() > 0:
-            labels[valid] = torch.cat(
-                [lab.to(device=device, dtype=torch.long) for lab in gt_labels]
-            )
-    return boxes, labels, valid
+        labels = _stack_padded(  # [B, G]
+            [lab.to(home, torch.long) for lab in gt_labels], (batch, g_max), torch.long, home
+        )
+        _check_gt_labels("gt_labels", labels, valid, batched)
+        labels = labels.to(device, non_blocking=True)
+    return boxes.to(device, non_blocking=True), labels, valid.to(device, non_blocking=True)
+
+
+def _stack_padded(
+    rows: list[Tensor], shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    """Per-image tensors ``[G_i, ...]`` -> one zero-padded ``[B, G_max, ...]`` tensor."""
+    if not rows:
+        return torch.zeros(shape, dtype=dtype, device=device)
+    # pad_sequence copies each row into its slice: no data-dependent indexing, so no GPU sync
+    padded = pad_sequence(rows, batch_first=True)  # [B, max G_i, ...]
+    extra = shape[1] - padded.shape[1]  # 1 when every image is empty, else 0
+    if extra:
+        padded = torch.cat([padded, padded.new_zeros(shape[0], extra, *shape[2:])], dim=1)
+    return padded
 
 
 def _match_padded(gt: Tensor, valid: Tensor, priors: Tensor, iou_threshold: float) -> Tensor:
@@ -191,8 +217,7 @@ def match(gt_boxes: Tensor, priors: Tensor, iou_threshold: float = 0.5) -> Tenso
     _check_threshold(iou_threshold)
     _check_priors(priors)
     _check_boxes("gt_boxes", gt_boxes, ndim=2)
-    gt, _, valid = _pad([gt_boxes], None, priors)
-    _check_gt_values("gt_boxes", gt, valid, batched=False)
+    gt, _, valid = _pad([gt_boxes], None, priors, batched=False)
     return _match_padded(gt, valid, priors, iou_threshold)[0]
 
 
@@ -236,9 +261,7 @@ def assign_targets(
             f"gt_labels must have shape [{gt_boxes.shape[0]}] to line up with gt_boxes of shape "
             f"{list(gt_boxes.shape)}, got {list(gt_labels.shape)}"
         )
-    gt, labels, valid = _pad([gt_boxes], [gt_labels], priors)
-    _check_gt_values("gt_boxes", gt, valid, batched=False)
-    _check_gt_labels("gt_labels", labels, valid, batched=False)
+    gt, labels, valid = _pad([gt_boxes], [gt_labels], priors, batched=False)
     loc_t, cls_t = _targets(gt, labels, valid, priors, iou_threshold)
     return loc_t[0], cls_t[0]
 
@@ -270,7 +293,5 @@ def assign_targets_batch(
     """
     _check_threshold(iou_threshold)
     _check_priors(priors)
-    gt, labels, valid = _pad(gt_boxes, gt_labels, priors)
-    _check_gt_values("gt_boxes", gt, valid, batched=True)
-    _check_gt_labels("gt_labels", labels, valid, batched=True)
+    gt, labels, valid = _pad(gt_boxes, gt_labels, priors, batched=True)
     return _targets(gt, labels, valid, priors, iou_threshold)

@@ -273,11 +273,14 @@ def _set_epoch(dataset: Dataset, epoch: int) -> None:
 
 
 class _EpochBatches:
-    """Batches of ``(epoch, index)`` keys; epoch ``e`` is shuffled by ``DistributedSampler``.
+    """Batches of ``(epoch, index)`` keys, epoch after epoch without end.
 
-    ``DistributedSampler`` shuffles with a generator seeded by ``seed + epoch``, and gives each
-    rank its share; with one process it is simply a seeded shuffle. ``start`` skips the batches
-    already trained on when resuming mid-epoch, without loading them.
+    Epoch ``e`` is shuffled by ``DistributedSampler``, with a generator seeded by ``seed + e``,
+    which also gives each rank its share; with one process it is simply a seeded shuffle.
+    Iteration starts at batch ``start`` of epoch ``epoch`` (a resume skips the batches already
+    trained on, without loading them). One endless stream, rather than one DataLoader pass per
+    epoch, keeps the workers' prefetching going across epoch boundaries: a new pass would start
+    with every worker idle and the GPU waiting for a whole batch to be made.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, seed: int, rank: int, world: int) -> None:
@@ -294,15 +297,15 @@ class _EpochBatches:
         self.epoch = 0
         self.start = 0
 
-    def __len__(self) -> int:
-        return self.per_epoch - self.start
-
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        self.sampler.set_epoch(self.epoch)
-        order = list(self.sampler)
-        for b in range(self.start, self.per_epoch):
-            batch = order[b * self.batch_size : (b + 1) * self.batch_size]
-            yield [(self.epoch, i) for i in batch]
+        epoch, start = self.epoch, self.start
+        while True:
+            self.sampler.set_epoch(epoch)
+            order = list(self.sampler)
+            for b in range(start, self.per_epoch):
+                batch = order[b * self.batch_size : (b + 1) * self.batch_size]
+                yield [(epoch, i) for i in batch]
+            epoch, start = epoch + 1, 0
 
 
 def _collate(items: list) -> tuple[Tensor, list[Tensor], list[Tensor], list[int]]:
@@ -502,7 +505,6 @@ def train(
     Paper: §2.2 (training objective, matching, hard negative mining), §3 (training settings).
     """
     from ssd_edu.loss import MultiBoxLoss
-    from ssd_edu.matching import assign_targets_batch
 
     rank, world, local_rank = _distributed()
     if device is None:
@@ -527,18 +529,31 @@ def train(
     channels_last = cuda and cfg.channels_last
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    # on CUDA one fused kernel updates every weight (instead of a few launches per tensor), and it
+    # can skip a step on the device when told to (``found_inf``), which the deferred guard uses
+    fused = True if cuda else None
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        model.parameters(),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+        fused=fused,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _Schedule(cfg))
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp == "fp16")
-    criterion = MultiBoxLoss(neg_pos_ratio=cfg.neg_pos_ratio, alpha=cfg.alpha)
+    # the loop checks an SSD's labels on the CPU (below), so the loss need not read them back
+    num_classes: int | None = getattr(net, "num_classes", None)
+    criterion = MultiBoxLoss(
+        neg_pos_ratio=cfg.neg_pos_ratio, alpha=cfg.alpha, check_targets=num_classes is None
+    )
 
     start_iter = 0
     if resume is not None:
         state = load_checkpoint(resume, map_location="cpu")
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:  # the saved run may have used another device
+            group["fused"], group["foreach"] = fused, None
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
@@ -622,21 +637,47 @@ def train(
     # summed total, loc, conf losses of the logging window, kept on the device (no extra sync)
     window = torch.zeros(3, dtype=torch.float64, device=device)
     window_n, window_start = 0, time.perf_counter()
+    # The non-finite guard. Reading a flag from the GPU waits for all queued work, so checking
+    # every loss at once would stop the CPU from queueing the next iteration while the GPU works.
+    # On CUDA (bf16 or fp32) the guard is deferred instead: a bad loss raises ``halt`` on the
+    # device, the fused SGD step skips itself while ``halt`` is up (this step and every later
+    # one), and the flag is read one iteration later, or before any log row, evaluation or
+    # checkpoint. The weights never see the bad step, and the error names the right iteration.
+    # fp16's grad scaler drives the fused step's skip flag itself: there we check at once.
+    defer = _deferred_guard(device, cfg)
+    halt = torch.zeros((), dtype=torch.float32, device=device)
+    if defer:
+        for group in optimizer.param_groups:
+            group["fused"], group["foreach"] = True, None
+        optimizer.found_inf = halt  # read by the fused SGD step: skip when 1
+    pending: _PendingCheck | None = None
+    match_stream = _match_stream(device)
+
+    def check(flag: _PendingCheck | None) -> None:
+        if flag is not None and flag.is_bad():
+            raise NonFiniteLossError(
+                _non_finite_message(
+                    flag.iteration, flag.losses, flag.indices, train_set, last_ckpt, last_ckpt_iter
+                )
+            )
+
     iteration = start_iter
     model.train()
     try:
         while iteration < cfg.max_iters:
-            # every epoch re-shuffles by (seed, epoch); a resume starts mid-epoch at its batch
+            # every epoch re-shuffles by (seed, epoch); a resume starts mid-epoch at its batch.
+            # The batches never run out: the inner loop ends at max_iters
             batches.epoch, batches.start = divmod(iteration, batches.per_epoch)
             for images, boxes, labels, indices in loader:
                 images = images.to(device, non_blocking=True)  # [B, 3, S, S]
                 if channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
-                boxes = [b.to(device, non_blocking=True) for b in boxes]  # B x [N_i, 4]
-                labels = [l.to(device, non_blocking=True) for l in labels]  # B x [N_i]
+                # ground truth stays on the CPU: matching pads and checks it there and sends it
+                # over in one copy, with no GPU round trip
+                _check_label_range(labels, num_classes, indices)
                 with torch.no_grad():
-                    loc_t, cls_t = assign_targets_batch(  # [B, P, 4], [B, P]
-                        boxes, labels, priors, iou_threshold=cfg.iou_threshold
+                    loc_t, cls_t = _assign_targets(  # [B, P, 4], [B, P]
+                        boxes, labels, priors, cfg.iou_threshold, match_stream
                     )
                 with _autocast(device, cfg.amp):
                     loc, logits = train_model(images)  # [B, P, 4], [B, P, C + 1]
@@ -647,18 +688,21 @@ def train(
                 bad = (~torch.isfinite(losses).all()).to(torch.float32)
                 if world > 1:
                     dist.all_reduce(bad)  # every rank stops together, or the others would hang
-                if bad.item():
-                    raise NonFiniteLossError(
-                        _non_finite_message(
-                            iteration + 1, losses, indices, train_set, last_ckpt, last_ckpt_iter
-                        )
-                    )
+                flag = _PendingCheck(iteration + 1, losses, bad, indices)
+                if not defer:
+                    check(flag)  # before the step: a bad step never reaches the weights
 
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(total).backward()
+                if defer:
+                    torch.maximum(halt, bad, out=halt)  # once up, it stays up
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
+                if defer:
+                    # the previous iteration's flag: the GPU is past it by now, so no waiting
+                    check(pending)
+                    pending = flag
                 iteration += 1
                 bar.update(1)
 
@@ -669,6 +713,13 @@ def train(
                     (cfg.eval_every > 0 and iteration % cfg.eval_every == 0)
                     or iteration == cfg.max_iters
                 )
+                do_ckpt = is_main and (
+                    (cfg.checkpoint_every and iteration % cfg.checkpoint_every == 0)
+                    or iteration == cfg.max_iters
+                )
+                if do_log or do_eval or do_ckpt or iteration >= cfg.max_iters:
+                    check(pending)  # nothing is logged or saved after a bad step
+                    pending = None
                 if do_log or do_eval:
                     row = dict.fromkeys(LOG_FIELDS) | {
                         "iteration": iteration,
@@ -692,10 +743,7 @@ def train(
                     if is_main:
                         write_row(row)
 
-                if is_main and (
-                    (cfg.checkpoint_every and iteration % cfg.checkpoint_every == 0)
-                    or iteration == cfg.max_iters
-                ):
+                if do_ckpt:
                     last_ckpt, last_ckpt_iter = checkpoint(iteration), iteration
                 if iteration >= cfg.max_iters:
                     break
@@ -703,11 +751,85 @@ def train(
         bar.close()
         if log_file is not None:
             log_file.close()
+        if defer:
+            del optimizer.found_inf
     if world > 1:
         dist.barrier()
     return TrainResult(
         model=net, log=log_rows, evaluation=evaluation, checkpoint=last_ckpt, iteration=iteration
     )
+
+
+def _match_stream(device: torch.device) -> torch.cuda.Stream | None:
+    """A CUDA stream of its own for matching (``None`` on the CPU)."""
+    # high priority: its few small kernels go ahead of the queued convolutions
+    return torch.cuda.Stream(device, priority=-1) if device.type == "cuda" else None
+
+
+def _assign_targets(
+    boxes: list[Tensor],
+    labels: list[Tensor],
+    priors: Tensor,
+    iou_threshold: float,
+    stream: torch.cuda.Stream | None,
+) -> tuple[Tensor, Tensor]:
+    """``assign_targets_batch``, on a side stream on CUDA.
+
+    Matching reads one flag back per call (has the forced step paired every object yet?), and a
+    read-back waits for everything queued on its stream. On the training stream that would be the
+    whole previous SGD step; on a stream of its own it waits only for the matching kernels, which
+    run beside the previous step's backward pass.
+    """
+    from ssd_edu.matching import assign_targets_batch
+
+    if stream is None:
+        return assign_targets_batch(boxes, labels, priors, iou_threshold=iou_threshold)
+    main = torch.cuda.current_stream(priors.device)
+    with torch.cuda.stream(stream):
+        loc_t, cls_t = assign_targets_batch(boxes, labels, priors, iou_threshold=iou_threshold)
+    main.wait_stream(stream)
+    # made on the side stream, used on the main one: keep their memory until the main one is done
+    loc_t.record_stream(main)
+    cls_t.record_stream(main)
+    return loc_t, cls_t
+
+
+def _deferred_guard(device: torch.device, cfg: TrainConfig) -> bool:
+    """Whether the non-finite guard reads its flag one iteration late (CUDA without fp16)."""
+    return device.type == "cuda" and cfg.amp != "fp16"
+
+
+class _PendingCheck:
+    """One iteration's non-finite flag, copied to the CPU without waiting for the GPU.
+
+    ``is_bad`` waits only until the GPU has computed that iteration's loss (a CUDA event), not
+    for everything queued after it.
+    """
+
+    def __init__(self, iteration: int, losses: Tensor, bad: Tensor, indices: list[int]) -> None:
+        self.iteration, self.losses, self.indices = iteration, losses, indices
+        self.flag = bad.to("cpu", non_blocking=True)  # pinned and asynchronous on CUDA
+        self.event = None
+        if bad.is_cuda:
+            self.event = torch.cuda.Event()
+            self.event.record()
+
+    def is_bad(self) -> bool:
+        if self.event is not None:
+            self.event.synchronize()
+        return bool(self.flag)
+
+
+def _check_label_range(labels: list[Tensor], num_classes: int | None, indices: list[int]) -> None:
+    """Object labels must be in ``1..num_classes - 1``; checked on the CPU, before matching."""
+    if not labels or num_classes is None:  # unknown: the loss checks them instead
+        return
+    flat = torch.cat([lab.reshape(-1) for lab in labels])  # [sum N_i], on the CPU
+    if flat.numel() and int(flat.max()) >= num_classes:
+        raise ValueError(
+            f"a label of the batch (dataset indices {indices}) is {int(flat.max())}, but the "
+            f"model has {num_classes} classes (labels 1..{num_classes - 1}, 0 is background)"
+        )
 
 
 def _non_finite_message(

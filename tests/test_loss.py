@@ -227,3 +227,14 @@ def test_smooth_l1_explorer_drawing():
     smooth_grad = grad_ax.lines[-1].get_ydata()
     assert abs(smooth_grad).max() <= 1.0  # bounded gradient: the point of Smooth L1
     plt.close(fig)
+
+
+def test_check_targets_off_skips_only_the_value_check():
+    # the training loop checks its labels on the CPU and turns the loss's read-back off
+    loc, logits = torch.zeros(1, 3, 4), torch.zeros(1, 3, 3)
+    loc_t, cls_t = torch.zeros(1, 3, 4), torch.tensor([[0, 1, 2]])
+    on = MultiBoxLoss()(loc, logits, loc_t, cls_t)
+    off = MultiBoxLoss(check_targets=False)(loc, logits, loc_t, cls_t)
+    assert all(torch.equal(a, b) for a, b in zip(on, off))
+    with pytest.raises(ValueError, match=r"cls_t must have shape \[B, P\] = \[1, 3\]"):
+        MultiBoxLoss(check_targets=False)(loc, logits, loc_t, cls_t[0])

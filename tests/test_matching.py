@@ -394,3 +394,13 @@ def test_drawing_functions_of_the_notebook():
     slider = explorer.children[0]
     assert slider.value == 0.5 and slider.description == "IoU threshold"
     plt.close("all")
+
+
+def test_mixed_counts_pad_like_single_images():
+    # one empty image between two others: padding with pad_sequence keeps every image's targets
+    gt = [torch.tensor([[0.1, 0.1, 0.4, 0.5]]), torch.zeros(0, 4), random_gt(torch.Generator(), 4)]
+    labels = [torch.tensor([2]), torch.zeros(0, dtype=torch.long), torch.tensor([1, 3, 2, 1])]
+    loc_b, cls_b = assign_targets_batch(gt, labels, PRIORS)
+    for b in range(3):
+        loc_1, cls_1 = assign_targets(gt[b], labels[b], PRIORS)
+        assert torch.equal(loc_b[b], loc_1) and torch.equal(cls_b[b], cls_1)

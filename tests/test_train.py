@@ -13,6 +13,7 @@ import torch
 import torch.multiprocessing as mp
 
 from ssd_edu import checkpoint as ckpt
+from ssd_edu import train as train_module
 from ssd_edu.data import SHAPE_CLASSES, ShapesDataset
 from ssd_edu.model import ssd_small
 from ssd_edu.train import NonFiniteLossError, TrainConfig, lr_factor, read_log, train
@@ -223,6 +224,39 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert state["iteration"] == failed - 1  # the last good step, nothing after it
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert f"(iteration {failed - 1})" in message
+
+
+def test_deferred_guard_skips_the_bad_step_and_names_it(tmp_path, monkeypatch):
+    # the CUDA form of the guard (flag read one iteration late, fused SGD skipping the step on
+    # the device), forced on the CPU: the error names the bad iteration, and the weights are
+    # exactly those of a clean run stopped just before it, although the loop ran one step on
+    monkeypatch.setattr(train_module, "_deferred_guard", lambda device, cfg: True)
+    cfg = tiny_cfg(tmp_path, "deferred", max_iters=8, log_every=100)
+    model = tiny_model()
+    with pytest.raises(NonFiniteLossError) as info:
+        train(cfg, model, PoisonedShapes(8, bad_index=5), SHAPE_CLASSES, progress=False)
+    message = str(info.value)
+    failed = int(message.split("non-finite loss in iteration ")[1].split(" ")[0])
+    assert failed in (3, 4)
+    assert "5" in message.split("dataset indices [")[1].split("]")[0].split(", ")
+    assert "no checkpoint had been written yet" in message
+    clean = tiny_model()
+    cfg_clean = tiny_cfg(tmp_path, "clean", max_iters=failed - 1, log_every=100)
+    train(cfg_clean, clean, PoisonedShapes(8, bad_index=5), SHAPE_CLASSES, progress=False)
+    # the weights, not the batch-norm statistics: forward passes update those in any guard
+    for (name, a), (_, b) in zip(model.named_parameters(), clean.named_parameters()):
+        assert torch.equal(a, b), name
+
+
+def test_label_outside_the_model_classes_is_rejected(tmp_path):
+    class WrongLabels(ShapesDataset):
+        def __getitem__(self, index: int):
+            image, boxes, labels, difficult = super().__getitem__(index)
+            return image, boxes, torch.full_like(labels, NUM_CLASSES), difficult
+
+    cfg = tiny_cfg(tmp_path, "labels", max_iters=1)
+    with pytest.raises(ValueError, match=rf"is {NUM_CLASSES}, but the model has {NUM_CLASSES}"):
+        train(cfg, tiny_model(), WrongLabels(4, max_objects=2), SHAPE_CLASSES, progress=False)
 
 
 # ------------------------------------------------------------------------------------------------
