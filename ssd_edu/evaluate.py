@@ -67,13 +67,33 @@ def _as_1d_float64(name: str, values) -> Tensor:
     return t
 
 
-def _interpolated_ap(recall: Tensor, precision: Tensor, recall_levels: Tensor) -> float:
-    """Mean over ``recall_levels`` of the best precision at recall >= each level (0 if none)."""
+def interpolated_precision(recall, precision, recall_levels) -> tuple[Tensor, Tensor]:
+    """The precision envelope ``p_interp(r) = max_{r' >= r} p(r')``, at the points and at levels.
+
+    Args:
+        recall: ``[K]`` recall after each counted detection, in score order (non-decreasing).
+        precision: ``[K]`` precision after each counted detection.
+        recall_levels: ``[L]`` recall levels to sample (``i / 10`` for VOC07, 101 for COCO).
+
+    Returns:
+        ``envelope`` ``[K]`` float64 (best precision at this point or any later one) and
+        ``sampled`` ``[L]`` float64 (``p_interp`` at each level; 0 where no point reaches it).
+
+    Paper: §3 (VOC2007 11-point AP reads this envelope).
+    """
+    recall = _as_1d_float64("recall", recall)
+    precision = _as_1d_float64("precision", precision)
+    levels = _as_1d_float64("recall_levels", recall_levels)
     envelope = precision.flip(0).cummax(0).values.flip(0)  # [K] best precision from here on
     # recall is non-decreasing, so the first point at or past a level sees every later point
-    first = torch.searchsorted(recall, recall_levels, side="left")  # [L]
+    first = torch.searchsorted(recall, levels, side="left")  # [L]
     padded = torch.cat((envelope, envelope.new_zeros(1)))  # index K means "no such point": 0
-    return float(padded[first].mean())
+    return envelope, padded[first]  # [K], [L]
+
+
+def _interpolated_ap(recall: Tensor, precision: Tensor, recall_levels: Tensor) -> float:
+    """Mean over ``recall_levels`` of the best precision at recall >= each level (0 if none)."""
+    return float(interpolated_precision(recall, precision, recall_levels)[1].mean())
 
 
 def _area_ap(recall: Tensor, precision: Tensor) -> float:

@@ -412,6 +412,58 @@ def ssd_small(num_classes: int, cfg: PriorConfig = SSD128_SHAPES, width: int = 1
     return SSD(cfg, SmallBackbone(len(cfg.feature_maps), width), num_classes)
 
 
+class FixedFeatures(nn.Module):
+    """A stand-in backbone that hands back source maps computed once, whatever the input.
+
+    Lets a lesson train only the heads of an SSD quickly: the backbone's work is done once, and
+    every later forward pass starts from the stored maps (the images passed in are ignored).
+
+    Args:
+        maps: the source maps, largest first, each ``[B, C_k, f_k, f_k]``.
+        out_channels: ``C_k`` per map, as the replaced backbone's ``out_channels``.
+    """
+
+    def __init__(self, maps: Sequence[Tensor], out_channels: Sequence[int]) -> None:
+        super().__init__()
+        self.maps = list(maps)
+        self.out_channels = tuple(out_channels)
+
+    def forward(self, images: Tensor) -> list[Tensor]:
+        return self.maps
+
+
+def freeze_features(model: SSD, images: Tensor, batch_statistics: bool = True) -> list[Tensor]:
+    """Run ``model.backbone`` once on ``images`` and swap it for a :class:`FixedFeatures`.
+
+    Afterwards ``model(images)`` costs only the heads, and ``model.parameters()`` are the heads'
+    alone (the stored maps carry no gradient), so an optimiser built then trains the heads only.
+
+    Args:
+        model: an SSD (its backbone is replaced in place).
+        images: ``[B, 3, H, W]`` the batch whose maps are kept.
+        batch_statistics: run the backbone in train mode (batch-norm layers use the batch's own
+            statistics, so a freshly initialised backbone gives maps of about unit scale), then
+            leave the old backbone in eval mode. ``False``: run it in its current mode.
+
+    Returns:
+        The stored source maps, largest first, each ``[B, C_k, f_k, f_k]``.
+
+    Paper: §2.1 (the heads read the backbone's source maps; here the maps are held fixed).
+    """
+    if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        got = list(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"images must have shape [B, 3, H, W], got {got}")
+    backbone = model.backbone
+    if batch_statistics:
+        backbone.train()
+    with torch.no_grad():
+        maps = list(backbone(images))  # [B, C_k, f_k, f_k] per map
+    if batch_statistics:
+        backbone.eval()
+    model.backbone = FixedFeatures(maps, backbone.out_channels)
+    return maps
+
+
 def receptive_fields(model: SSD) -> list[int]:
     """The theoretical receptive field, in input pixels, of one prediction on each source map.
 
@@ -583,7 +635,7 @@ def load_vgg16_backbone(model: SSD, state_dict_or_path: Mapping[str, Tensor] | s
     Raises:
         ValueError: listing every missing key and every misshaped key (expected vs got).
 
-    Paper: §2.1 (fc6/fc7 subsampled, atrous fc6); §3 "Base network".
+    Paper: §3 "Base network" (fc6/fc7 subsampled, atrous fc6).
     """
     backbone = getattr(model, "backbone", None)
     if not isinstance(backbone, VGG16Backbone):

@@ -215,38 +215,37 @@ def batched_nms(
     return kept[torch.sort(scores[kept], descending=True, stable=True).indices]
 
 
-def detect(
+def _check_positive_int(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def score_candidates(
     loc: Tensor,
     logits: Tensor,
     priors: Tensor,
     score_threshold: float = 0.01,
-    iou_threshold: float = 0.45,
-    top_k: int = 200,
     candidates_per_class: int = 400,
 ) -> list[tuple[Tensor, Tensor, Tensor]]:
-    """SSD's detection output: decode, score, per-class NMS, best ``top_k`` per image.
+    """The first half of :func:`detect`: decoded, scored boxes per class, before any NMS.
 
-    For every image: softmax over classes; for each object class keep the default boxes whose
-    score is greater than ``score_threshold``, at most the ``candidates_per_class`` best of them;
-    suppress per class with :func:`batched_nms`; keep the ``top_k`` best survivors of all classes.
-    Each NMS call sees at most ``(C - 1) x candidates_per_class`` boxes and decides them
-    ``BLOCK_SIZE`` at a time, so no overlap matrix over all of them is ever built.
+    For every image: decode the offsets, softmax over classes, drop the background; for each object
+    class keep the default boxes whose score is greater than ``score_threshold``, at most the
+    ``candidates_per_class`` best of them. A default box can appear once per class.
 
     Args:
         loc: ``[B, P, 4]`` predicted offsets (default-box order).
         logits: ``[B, P, C]`` class scores before softmax; class 0 is the background.
         priors: ``[P, 4]`` cxcywh default boxes.
         score_threshold: class scores at or below this are dropped (paper: 0.01).
-        iou_threshold: NMS overlap threshold (paper: 0.45).
-        top_k: detections kept per image (paper: 200).
-        candidates_per_class: boxes per class that enter NMS (released models: 400).
+        candidates_per_class: boxes per class kept (released models: 400).
 
     Returns:
-        One ``(boxes [K, 4] xyxy, scores [K], labels [K] long in 1..C-1)`` per image, highest score
-        first, ``K <= top_k``; ``K = 0`` (tensors of shapes ``[0, 4]``, ``[0]``, ``[0]``) for an
-        image with no detection.
+        One ``(boxes [M, 4] xyxy, scores [M], labels [M] long in 1..C-1)`` per image, grouped by
+        class (label 1 first) and by score within a class, highest first (equal scores: lower
+        default-box index first); ``M = 0`` when nothing passes.
 
-    Paper: §3.7 (0.01 filter, NMS at 0.45 per class, top 200 per image).
+    Paper: §3.7 (the 0.01 confidence filter before NMS).
     """
     _check_boxes("loc", loc, ndim=3)
     _check_boxes("priors", priors, ndim=2)
@@ -264,10 +263,7 @@ def detect(
             f"priors must have shape [P, 4] with P = {loc.shape[1]}, got {list(priors.shape)}"
         )
     _check_threshold("score_threshold", score_threshold)
-    _check_threshold("iou_threshold", iou_threshold)
-    for name, value in (("top_k", top_k), ("candidates_per_class", candidates_per_class)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    _check_positive_int("candidates_per_class", candidates_per_class)
 
     num_objects = logits.shape[2] - 1
     boxes = decode(loc, priors)  # [B, P, 4] xyxy
@@ -282,11 +278,52 @@ def detect(
     labels = torch.arange(1, num_objects + 1, device=loc.device)[:, None].expand(-1, top)
 
     results = []
-    for b in range(loc.shape[0]):
+    for b in range(loc.shape[0]):  # images keep different numbers of candidates
         passing = ranked[b] > score_threshold  # [C-1, top]
-        cand_scores = ranked[b][passing]  # [M]
         cand_boxes = boxes[b][prior_idx[b][passing]]  # [M, 4]
-        cand_labels = labels[passing]  # [M]
+        results.append((cand_boxes, ranked[b][passing], labels[passing]))  # [M, 4], [M], [M]
+    return results
+
+
+def detect(
+    loc: Tensor,
+    logits: Tensor,
+    priors: Tensor,
+    score_threshold: float = 0.01,
+    iou_threshold: float = 0.45,
+    top_k: int = 200,
+    candidates_per_class: int = 400,
+) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """SSD's detection output: decode, score, per-class NMS, best ``top_k`` per image.
+
+    For every image: :func:`score_candidates` (softmax over classes; for each object class the
+    default boxes whose score is greater than ``score_threshold``, at most the
+    ``candidates_per_class`` best of them); suppress per class with :func:`batched_nms`; keep the
+    ``top_k`` best survivors of all classes. Each NMS call sees at most
+    ``(C - 1) x candidates_per_class`` boxes and decides them ``BLOCK_SIZE`` at a time, so no
+    overlap matrix over all of them is ever built.
+
+    Args:
+        loc: ``[B, P, 4]`` predicted offsets (default-box order).
+        logits: ``[B, P, C]`` class scores before softmax; class 0 is the background.
+        priors: ``[P, 4]`` cxcywh default boxes.
+        score_threshold: class scores at or below this are dropped (paper: 0.01).
+        iou_threshold: NMS overlap threshold (paper: 0.45).
+        top_k: detections kept per image (paper: 200).
+        candidates_per_class: boxes per class that enter NMS (released models: 400).
+
+    Returns:
+        One ``(boxes [K, 4] xyxy, scores [K], labels [K] long in 1..C-1)`` per image, highest score
+        first, ``K <= top_k``; ``K = 0`` (tensors of shapes ``[0, 4]``, ``[0]``, ``[0]``) for an
+        image with no detection.
+
+    Paper: §3.7 (0.01 filter, NMS at 0.45 per class, top 200 per image).
+    """
+    _check_threshold("iou_threshold", iou_threshold)
+    _check_positive_int("top_k", top_k)
+    candidates = score_candidates(loc, logits, priors, score_threshold, candidates_per_class)
+    results = []
+    for cand_boxes, cand_scores, cand_labels in candidates:
         keep = batched_nms(cand_boxes, cand_scores, cand_labels, iou_threshold)[:top_k]  # [K]
         results.append((cand_boxes[keep], cand_scores[keep], cand_labels[keep]))
     return results

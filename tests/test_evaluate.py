@@ -17,6 +17,7 @@ from ssd_edu.evaluate import (
     average_precision,
     coco_map,
     evaluate_detections,
+    interpolated_precision,
 )
 from ssd_edu.viz import plot_ap_interpolation, plot_pr_curves, pr_curves_figure
 
@@ -471,3 +472,22 @@ def test_pr_curves_figure_follows_its_knobs():
     assert "(area, IoU > 0.97)" in strict.axes[0].get_title()
     plt.close(loose)
     plt.close(strict)
+
+
+def test_interpolated_precision_by_loops_and_by_hand():
+    # by hand: envelope of (0.5, 1.0, 0.4, 0.6) is (1.0, 1.0, 0.6, 0.6); level 0.9 lies past the
+    # last recall (0.8), so it reads 0
+    recall, precision = [0.2, 0.4, 0.6, 0.8], [0.5, 1.0, 0.4, 0.6]
+    env, sampled = interpolated_precision(recall, precision, [0.0, 0.5, 0.9])
+    assert env.tolist() == [1.0, 1.0, 0.6, 0.6] and sampled.tolist() == [1.0, 0.6, 0.0]
+    g = torch.Generator().manual_seed(0)
+    recall = torch.rand(30, generator=g, dtype=torch.float64).sort().values  # [30]
+    precision = torch.rand(30, generator=g, dtype=torch.float64)  # [30]
+    levels = torch.arange(11, dtype=torch.float64) / 10
+    env, sampled = interpolated_precision(recall, precision, levels)
+    for k in range(30):
+        assert env[k] == precision[k:].max()
+    for t, got in zip(levels.tolist(), sampled.tolist()):
+        reach = [float(p) for r, p in zip(recall, precision) if r >= t]
+        assert got == (max(reach) if reach else 0.0)
+    assert float(sampled.mean()) == pytest.approx(average_precision(recall, precision))

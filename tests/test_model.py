@@ -1,5 +1,7 @@
 """The SSD network: shapes, output order, parameter count, gradients, VGG16 weight conversion."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,10 +13,12 @@ from ssd_edu.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ssd_edu.model import (
     CAFFE_BGR_MEAN,
     SSD,
+    FixedFeatures,
     L2Norm,
     SmallBackbone,
     caffe_conv1_1_to_torchvision,
     flatten_head,
+    freeze_features,
     layer_table,
     load_vgg16_backbone,
     receptive_fields,
@@ -392,6 +396,36 @@ def test_notebook_drawings(model300):
     # map 2 is 10x10 with 6 boxes per cell; (0.65, 0.35) is in cell (i=3, j=6)
     first = 38 * 38 * 4 + 19 * 19 * 6 + (3 * 10 + 6) * 6
     assert rows == list(range(first, first + 6))
+    # the 10x10 map's grid spans 320 px (step 32): x = y = 0.95 (285 px) is in cell 8, not 9,
+    # and that cell's default boxes are centred within half a step of the point
+    fig, rows = receptive_field_figure(image, SSD300_VOC, rfs, k=2, x=0.95, y=0.95)
+    first = 38 * 38 * 4 + 19 * 19 * 6 + (8 * 10 + 8) * 6
+    assert rows == list(range(first, first + 6))
+    centres = default_boxes(SSD300_VOC)[rows, :2]  # [6, 2] cxcy fractions
+    assert ((centres - 0.95).abs() <= 16 / 300).all()
     with pytest.raises(ValueError, match="k must be a map index in"):
         receptive_field_figure(image, SSD300_VOC, rfs, k=6)
     plt.close("all")
+
+
+def test_freeze_features_keeps_the_maps_and_leaves_only_the_heads():
+    torch.manual_seed(0)
+    model = ssd_small(num_classes=3, width=8)
+    images = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(1))
+    backbone = model.backbone
+    reference = copy.deepcopy(backbone).train()
+    with torch.no_grad():
+        want = reference(images)  # batch statistics
+    maps = freeze_features(model, images)
+    assert isinstance(model.backbone, FixedFeatures) and not backbone.training
+    assert model.backbone.out_channels == tuple(backbone.out_channels)
+    for got, w in zip(maps, want):
+        torch.testing.assert_close(got, w)
+    # the heads now read the stored maps whatever the input, and hold every parameter left
+    loc, logits = model(images)
+    loc2, logits2 = model(torch.zeros_like(images))
+    assert torch.equal(loc, loc2) and torch.equal(logits, logits2)
+    names = [n for n, _ in model.named_parameters()]
+    assert names and all(n.startswith(("loc_heads.", "conf_heads.")) for n in names)
+    with pytest.raises(ValueError, match=r"images must have shape \[B, 3, H, W\], got \[3, 8, 8\]"):
+        freeze_features(ssd_small(num_classes=3, width=8), torch.zeros(3, 8, 8))

@@ -14,7 +14,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 import ssd_edu.nms as nms_module  # noqa: E402
 from ssd_edu.boxes import box_iou, decode  # noqa: E402
-from ssd_edu.nms import _pairwise_iou, batched_nms, detect, nms  # noqa: E402
+from ssd_edu.nms import _pairwise_iou, batched_nms, detect, nms, score_candidates  # noqa: E402
 from ssd_edu.priors import SSD128_SHAPES, default_boxes  # noqa: E402
 
 # ------------------------------------------------------------------ slow, obvious references
@@ -236,6 +236,38 @@ def test_detect_matches_loop_reference():
         assert torch.equal(labels, w_labels)
         torch.testing.assert_close(scores, w_scores)
         torch.testing.assert_close(boxes, w_boxes)
+
+
+def test_score_candidates_matches_loop_reference():
+    loc, logits, priors = small_outputs(2, 4, seed=2, background=2.0)
+    got = score_candidates(loc, logits, priors, score_threshold=0.1, candidates_per_class=15)
+    for b, (boxes, scores, labels) in enumerate(got):
+        decoded = decode(loc[b], priors)  # [P, 4]
+        probs = torch.softmax(logits[b], dim=-1)  # [P, C]
+        want = []  # (label, prior index), class by class, best score first
+        for c in range(1, 4):
+            ranked = sorted(range(len(priors)), key=lambda p: (-float(probs[p, c]), p))
+            want += [(c, p) for p in ranked[:15] if float(probs[p, c]) > 0.1]
+        assert labels.tolist() == [c for c, _ in want]
+        torch.testing.assert_close(scores, torch.stack([probs[p, c] for c, p in want]))
+        torch.testing.assert_close(boxes, decoded[[p for _, p in want]])
+
+
+def test_detect_is_nms_over_score_candidates():
+    loc, logits, priors = small_outputs(2, 5, seed=3, background=1.0)
+    candidates = score_candidates(loc, logits, priors)
+    for (boxes, scores, labels), (c_boxes, c_scores, c_labels) in zip(
+        detect(loc, logits, priors), candidates
+    ):
+        keep = batched_nms(c_boxes, c_scores, c_labels, 0.45)[:200]
+        assert torch.equal(boxes, c_boxes[keep]) and torch.equal(labels, c_labels[keep])
+        assert torch.equal(scores, c_scores[keep])
+
+
+def test_score_candidates_rejects_bad_cap():
+    loc, logits, priors = small_outputs(1, 3, seed=0)
+    with pytest.raises(ValueError, match="candidates_per_class must be a positive int, got 0"):
+        score_candidates(loc, logits, priors, candidates_per_class=0)
 
 
 def test_detect_limits():

@@ -23,7 +23,7 @@ from ssd_edu.atomic import atomic_write
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(path: Path, timeout: int = 1800) -> float:
+def run(path: Path, timeout: int = 900) -> float:
     nb = nbformat.read(path, as_version=4)
     env_smoke = os.environ.pop("SSD_EDU_SMOKE", None)  # full mode: the stored outputs are real
     # under MPLBACKEND=Agg, plt.show() would store no figures in the notebook

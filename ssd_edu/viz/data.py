@@ -1,6 +1,8 @@
 """Drawings of the data: the augmentation step by step, many seeds, crop overlaps, shapes.
 
 Pairs with notebook 07 (data augmentation); :func:`show_augmentation` is its explorer's drawing.
+
+Paper: §2.2 "Data augmentation"; §3.6 (zoom out for small objects).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Drawings of the evaluation: precision-recall curves per class and how AP reads them.
 
 Pairs with notebook 08 (mAP); :func:`pr_curves_figure` is its explorer's drawing.
+
+Paper: §3, §3.1 (VOC2007 test mAP, a detection counts at jaccard overlap 0.5).
 """
 
 from __future__ import annotations
@@ -53,19 +55,19 @@ def plot_ap_interpolation(ax: Axes, recall, precision, title: str | None = None)
         recall, precision: ``[K]`` points in score order (as ``EvalResult.recall[c]``).
         title: optional title; by default both AP numbers.
     """
-    from ssd_edu.evaluate import average_precision
+    from ssd_edu.evaluate import average_precision, interpolated_precision
 
     recall = np.asarray(recall, dtype=np.float64)
     precision = np.asarray(precision, dtype=np.float64)
-    # envelope: best precision at this recall or beyond (what both AP forms read)
-    envelope = np.maximum.accumulate(precision[::-1])[::-1]
+    levels = np.arange(11) / 10
+    # envelope: best precision at this recall or beyond (what both AP forms read), and its value
+    # at the 11 levels, from the library so the picture shows exactly what AP computes
+    envelope, sampled = (t.numpy() for t in interpolated_precision(recall, precision, levels))
     mrec = np.concatenate(([0.0], recall, [1.0]))
     menv = np.concatenate((envelope[:1] if len(envelope) else [0.0], envelope, [0.0]))
     ax.fill_between(mrec, menv, step="pre", alpha=0.2, color="tab:blue", label="area form")
     ax.step(mrec, menv, where="pre", color="tab:blue", linewidth=1.2)
     ax.plot(recall, precision, "o-", color="tab:grey", markersize=5, linewidth=1, label="raw P/R")
-    levels = np.arange(11) / 10
-    sampled = [envelope[recall >= t].max() if (recall >= t).any() else 0.0 for t in levels]
     ax.vlines(levels, 0, sampled, color="tab:red", linewidth=1)
     ax.plot(levels, sampled, "s", color="tab:red", markersize=5, label="11-point samples")
     ap07 = average_precision(recall, precision, use_07_metric=True)

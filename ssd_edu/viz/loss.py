@@ -1,6 +1,8 @@
 """Drawing of the localisation loss: Smooth L1 against L1 and L2, values and gradients.
 
 Pairs with notebook 04 (the MultiBox loss).
+
+Paper: §2.2 "Training objective" (eq. 1-3; Smooth L1 localisation loss in eq. 2).
 """
 
 from __future__ import annotations

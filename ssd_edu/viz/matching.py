@@ -1,6 +1,8 @@
 """Drawings of the matching step: overlap heat maps per feature map, and the positives.
 
 Pairs with notebook 02 (matching); :func:`plot_matches` is its explorer's drawing.
+
+Paper: §2.2 "Matching strategy".
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Pairs with notebook 03 (hard negative mining); :func:`plot_mined_negatives` is its explorer's
 drawing.
+
+Paper: §2.2 "Hard negative mining".
 """
 
 from __future__ import annotations

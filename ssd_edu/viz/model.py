@@ -2,12 +2,17 @@
 
 Pairs with notebook 06 (the SSD architecture); :func:`receptive_field_figure` is its explorer's
 drawing.
+
+Paper: §2.1 "Model" and figure 2; §3 "Base network" (fc6/fc7 subsampled, atrous fc6).
 """
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -27,7 +32,7 @@ def draw_fc6_decimation() -> Figure:
     Returns:
         A new figure with three panels.
 
-    Paper: §2.1 (fc6/fc7 subsampled, atrous algorithm), figure 2.
+    Paper: §3 "Base network" (fc6/fc7 subsampled, atrous algorithm); figure 2.
     """
     fig, axes = plt.subplots(1, 3, figsize=(12, 4), gridspec_kw={"width_ratios": [1, 1, 0.9]})
     for ax, n, step, title in (
@@ -77,13 +82,17 @@ def plot_receptive_fields(ax: Axes, cfg, rfs, names: list[str] | None = None) ->
 
     Paper: §2.2 (the default boxes need not follow the receptive fields).
     """
+    from ssd_edu.priors import cell_boxes_wh
+
     m = len(cfg.feature_maps)
     if len(rfs) != m:
         raise ValueError(f"rfs must have one entry per feature map ({m}), got {len(rfs)}")
     x = np.arange(m)
-    s_k = np.asarray(cfg.min_sizes, dtype=float)
-    s_k_prime = np.sqrt(s_k * np.asarray(cfg.max_sizes, dtype=float))
-    widest = np.array([s * np.sqrt(max(r, default=1)) for s, r in zip(s_k, cfg.aspect_ratios)])
+    # each cell's (w, h) in px, in DESIGN.md order: [s_k square, s'_k square, ratio pairs...]
+    wh = [cell_boxes_wh(cfg, k, torch.float64).numpy() * cfg.image_size for k in range(m)]
+    s_k = np.array([b[0, 0] for b in wh])
+    s_k_prime = np.array([b[1, 0] for b in wh])
+    widest = np.array([b.max() for b in wh])
     ax.plot(x, rfs, "o-", color="tab:purple", label="receptive field (theoretical)")
     ax.plot(x, s_k, "s-", color="tab:orange", label=r"default box side $s_k$")
     ax.plot(x, s_k_prime, "s--", color="tab:red", label=r"$s'_k = \sqrt{s_k s_{k+1}}$")
@@ -121,16 +130,18 @@ def receptive_field_figure(
 
     if not 0 <= k < len(cfg.feature_maps):
         raise ValueError(f"k must be a map index in [0, {len(cfg.feature_maps) - 1}], got {k}")
-    f, size = cfg.feature_maps[k], cfg.image_size
-    i, j = min(int(y * f), f - 1), min(int(x * f), f - 1)
+    f, size, step = cfg.feature_maps[k], cfg.image_size, cfg.steps[k]
+    # centres sit at (j + 0.5) * step, and f * step may exceed the image (SSD300's 10x10 map:
+    # 320 px): the cell holding the point is found by steps, not by splitting the image in f
+    i = min(math.floor(y * size / step), f - 1)
+    j = min(math.floor(x * size / step), f - 1)
     n_boxes = cfg.boxes_per_location[k]
     first = sum(cfg.boxes_per_map[:k]) + (i * f + j) * n_boxes
     rows = list(range(first, first + n_boxes))
 
     fig, ax = plt.subplots(figsize=(5, 5))
     show_image(ax, square_image(image, size))
-    cx, cy = (j + 0.5) * cfg.steps[k], (i + 0.5) * cfg.steps[k]  # px
-    step = cfg.steps[k]
+    cx, cy = (j + 0.5) * step, (i + 0.5) * step  # px
     ax.add_patch(
         Rectangle((cx - step / 2, cy - step / 2), step, step, color="white", alpha=0.5)
     )  # the cell itself

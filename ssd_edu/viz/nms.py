@@ -1,6 +1,8 @@
 """Drawing of non-maximum suppression: raw detections beside what per-class NMS keeps.
 
 Pairs with notebook 05 (NMS); :func:`plot_nms` is its explorer's drawing.
+
+Paper: §2.1 (NMS gives the final detections); §3.7 (0.01 filter, NMS at 0.45, top 200).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Drawings of default boxes: one cell's boxes on a photo, and one cell per feature map.
 
 Pairs with notebook 01 (default boxes) and its explorer in :mod:`ssd_edu.widgets`.
+
+Paper: §2.2 "Choosing scales and aspect ratios for default boxes" (eq. 4).
 """
 
 from __future__ import annotations

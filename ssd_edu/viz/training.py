@@ -2,6 +2,8 @@
 
 Pairs with notebooks 09 (training on shapes, CPU) and 10 (SSD300 on VOC, GPU);
 :func:`plot_detections_above` is notebook 09's explorer's drawing.
+
+Paper: §2.2 "Training objective" (eq. 1); §3, §3.1 (SGD settings, VOC2007 results).
 """
 
 from __future__ import annotations
