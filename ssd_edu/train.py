@@ -322,14 +322,18 @@ def _collate(items: list) -> tuple[Tensor, list[Tensor], list[Tensor], list[int]
 # ----------------------------------------------------------------------------------------------
 
 
-def _distributed() -> tuple[int, int, int]:
-    """``(rank, world_size, local_rank)``; starts the process group when torchrun launched us."""
+def _distributed(device: torch.device | str | None) -> tuple[int, int, int]:
+    """``(rank, world_size, local_rank)``; starts the process group when torchrun launched us.
+
+    NCCL for CUDA training, gloo for the CPU (also on a machine that has a GPU, when the caller
+    asked for the CPU).
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return 0, 1, 0
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
+        cuda = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
     return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
 
 
@@ -506,7 +510,7 @@ def train(
     """
     from ssd_edu.loss import MultiBoxLoss
 
-    rank, world, local_rank = _distributed()
+    rank, world, local_rank = _distributed(device)
     if device is None:
         device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)

@@ -16,7 +16,15 @@ from ssd_edu import checkpoint as ckpt
 from ssd_edu import train as train_module
 from ssd_edu.data import SHAPE_CLASSES, ShapesDataset
 from ssd_edu.model import ssd_small
-from ssd_edu.train import NonFiniteLossError, TrainConfig, lr_factor, read_log, train
+from ssd_edu.train import NonFiniteLossError, TrainConfig, lr_factor, read_log
+
+
+def train(*args, **kwargs):
+    """``ssd_edu.train.train`` on the CPU: these tests check CPU claims (bit-identical resume,
+    gloo DDP), and train() would otherwise pick a GPU when the machine has one."""
+    kwargs.setdefault("device", "cpu")
+    return train_module.train(*args, **kwargs)
+
 
 NUM_CLASSES = len(SHAPE_CLASSES) + 1
 
