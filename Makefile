@@ -32,7 +32,7 @@ lint: $(STAMP)
 # their claims. SSD_EDU_SMOKE=1 shrinks heavy cells to small but complete versions.
 test: lint
 	SSD_EDU_SMOKE=1 MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider \
-		--nbval-lax --nbval-current-env tests notebooks $(PYTEST_ARGS)
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=300 tests notebooks $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider tests $(PYTEST_ARGS)
