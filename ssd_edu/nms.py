@@ -86,8 +86,9 @@ def _pairwise_iou(table: Tensor, i: Tensor, j: Tensor) -> Tensor:
     h = torch.minimum(a[3, :, None], b[3]).sub_(torch.maximum(a[1, :, None], b[1]))  # [I, J]
     inter = w.clamp_(min=0).mul_(h.clamp_(min=0))  # [I, J]
     union = (a[4, :, None] + b[4]).sub_(inter)  # [I, J]
-    # an empty union has an empty intersection: 0 / tiny = 0, as box_iou defines it
-    return inter.div_(union.clamp_(min=torch.finfo(union.dtype).tiny))
+    # an empty union has an empty intersection: divide by 1 there, as box_iou does (a floor on
+    # the union would distort tiny but nonzero unions)
+    return inter.div_(union.masked_fill_(union <= 0, 1.0))
 
 
 def _threshold_for(dtype: torch.dtype, threshold: float) -> float:

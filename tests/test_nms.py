@@ -398,3 +398,10 @@ def test_plot_nms_draws_before_and_after():
     assert len(before.patches) == 3 and len(after.patches) == 2
     assert "0.45" in after.get_title()
     plt.close(fig)
+
+
+def test_tiny_but_nonzero_boxes_overlap_as_box_iou_says():
+    # a union far below float32's normal range must not be floored (that would halve this IoU)
+    boxes = torch.tensor([[0.0, 0.0, 0.5, 1.18e-38], [0.0, 0.0, 0.5, 1.18e-38]])
+    assert box_iou(boxes, boxes)[0, 1] == 1.0
+    assert nms(boxes, torch.tensor([1.0, 0.5]), 0.6).tolist() == [0]
