@@ -13,10 +13,17 @@ import time
 from pathlib import Path
 
 import torch
-from common import report
+from common import report, timeit
 from PIL import Image
 
-from ssd_edu.data import EvalTransform, ShapesDataset, TrainTransform, item_generator, to_pil
+from ssd_edu.data import (
+    EvalTransform,
+    ShapesDataset,
+    TrainTransform,
+    finish_batch,
+    item_generator,
+    to_pil,
+)
 from ssd_edu.viz import sample_photo
 
 BOXES = torch.tensor([[0.04, 0.06, 1.0, 1.0], [0.29, 0.25, 0.65, 0.55], [0.27, 0.06, 0.68, 0.29]])
@@ -40,10 +47,14 @@ def main() -> None:
         path = Path(tmp) / "photo_500x375.jpg"
         to_pil(sample_photo()).crop((6, 100, 506, 475)).save(path, quality=90)
         train, evaluate = TrainTransform(size=300), EvalTransform(size=300)
+        deferred = TrainTransform(size=300, defer_photometric=True)
 
         cases = {
             "JPEG decode only 500x375": lambda i: Image.open(path).convert("RGB"),
             "train: JPEG -> augmented 300x300": lambda i: train(
+                Image.open(path), BOXES, LABELS, DIFFICULT, generator=item_generator(0, 0, i)
+            ),
+            "train, photometric deferred: JPEG -> uint8 300x300": lambda i: deferred(
                 Image.open(path), BOXES, LABELS, DIFFICULT, generator=item_generator(0, 0, i)
             ),
             "eval: JPEG -> resized 300x300": lambda i: evaluate(
@@ -69,6 +80,25 @@ def main() -> None:
             "cpu",
             f"wall {1e3 / wall:.2f}",
         )
+
+        # the deferred work of a batch of 32, as the training loop does it on its device
+        items = [
+            deferred(Image.open(path), BOXES, LABELS, DIFFICULT, item_generator(0, 0, i))
+            for i in range(32)
+        ]
+        images = torch.stack([item[0] for item in items])  # [32, 3, 300, 300] uint8
+        params = torch.stack([item[4] for item in items])  # [32, 15]
+        for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+            x, p = images.to(device), params.to(device)
+            seconds = timeit(lambda: finish_batch(x, p), repeat=5 if device == "cpu" else 20)
+            report(
+                "data",
+                "finish_batch (photometric + normalise), batch 32 x 300x300",
+                seconds * 1e3,
+                "ms",
+                device,
+                "1 thread" if device == "cpu" else "",
+            )
 
         if torch.cuda.is_available():
 

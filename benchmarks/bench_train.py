@@ -8,11 +8,14 @@ Rows:
   forward + loss + backward + SGD) on a fixed batch: the compute alone, on one thread and on all;
 - on CUDA, SSD300 (21 classes), bf16 autocast, channels_last, batch 32 and 64: the compute alone
   (the same batch again and again, already on the GPU);
-- on CUDA, the data pipeline alone: the training DataLoader (toy-VOC JPEGs from make_toy_voc, the
-  paper's augmentation in worker processes, pinned memory) iterated with no model: the ceiling the
-  CPU sets on the whole pipeline;
-- on CUDA, the whole pipeline: :func:`ssd_edu.train.train` on those JPEGs, batch 32 and 64. The
-  goal is 1000 images/s on one H100, so that 120k iterations of 32 take about an hour.
+- the data pipeline alone: the training DataLoader (toy-VOC JPEGs from make_toy_voc, the paper's
+  augmentation in worker processes, pinned memory on CUDA) iterated with no model: the ceiling the
+  CPU sets on the whole pipeline; once with the photometric distortion in the workers and once
+  deferred to the device (``TrainTransform(defer_photometric=True)``, what the VOC CLI does on a
+  GPU; on CUDA the rate includes ``finish_batch``, on the CPU it is the workers' alone);
+- on CUDA, the whole pipeline: :func:`ssd_edu.train.train` on those JPEGs, batch 32 and 64, with
+  the photometric distortion deferred to the GPU, and batch 64 with it in the workers. The goal is
+  1000 images/s on one H100, so that 120k iterations of 32 take about an hour.
 """
 
 from __future__ import annotations
@@ -111,55 +114,76 @@ def bench_ssd300_cuda(batch_size: int) -> None:
     )
 
 
-def toy_voc(root: Path):
+def toy_voc(root: Path, defer_photometric: bool):
     from ssd_edu.data import TrainTransform, VOCDetection, make_toy_voc
 
     make_toy_voc(root, 600, seed=0)
-    return VOCDetection(root, image_set="trainval", transform=TrainTransform(300))
+    transform = TrainTransform(300, defer_photometric=defer_photometric)
+    return VOCDetection(root, image_set="trainval", transform=transform)
 
 
-def bench_loader_alone(batch_size: int = 32, batches: int = 100) -> None:
+def _where(defer_photometric: bool) -> str:
+    return "photometric on the device" if defer_photometric else "photometric in the workers"
+
+
+def bench_loader_alone(defer_photometric: bool, batch_size: int = 32, batches: int = 100) -> None:
     """The training DataLoader with no model: how fast the workers make augmented batches."""
     from torch.utils.data import DataLoader
 
+    from ssd_edu.data import finish_batch
     from ssd_edu.train import _collate, _EpochBatches, _SeededItems
 
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
     workers = min(14, os.cpu_count() or 1)
     with tempfile.TemporaryDirectory() as tmp:
-        train_set = toy_voc(Path(tmp) / "VOCdevkit")
+        train_set = toy_voc(Path(tmp) / "VOCdevkit", defer_photometric)
         loader = DataLoader(
             _SeededItems(train_set, 0),
             batch_sampler=_EpochBatches(train_set, batch_size, 0, 0, 1),
             num_workers=workers,
             collate_fn=_collate,
-            pin_memory=True,
+            pin_memory=cuda,
             persistent_workers=True,
             prefetch_factor=4,
         )
+
+        def next_batch(it) -> None:
+            images, _, _, _, pixel_work = next(it)
+            images = images.to(device, non_blocking=True)
+            # on the CPU, finish_batch would be the main process's work, not the loader's: there
+            # this row is the workers' rate alone (bench_data.py times finish_batch)
+            if pixel_work is not None and cuda:
+                finish_batch(images, pixel_work.to(device, non_blocking=True))
+
         it = iter(loader)
-        for _ in range(20):  # workers started and their queues full
-            next(it)
+        for _ in range(max(5, 2 * workers)):  # workers started and their queues full
+            next_batch(it)
         start = time.perf_counter()
         for _ in range(batches):
-            next(it)
+            next_batch(it)
+        if cuda:
+            torch.cuda.synchronize()
         seconds = time.perf_counter() - start
         del it, loader
     report(
         TOPIC,
-        f"training DataLoader alone (toy-VOC JPEG + TrainTransform), batch {batch_size}",
+        f"training DataLoader alone (toy-VOC JPEG + TrainTransform), batch {batch_size}, "
+        f"{_where(defer_photometric)}",
         batches * batch_size / seconds,
         "images/s",
-        "cuda",
-        f"{workers} workers, pinned memory, no model: the CPU's ceiling",
+        device,
+        f"{workers} workers, no model: the CPU's ceiling"
+        + ("; finish_batch included" if defer_photometric and cuda else ""),
     )
 
 
-def bench_ssd300_pipeline(batch_size: int = 32, iters: int = 120) -> None:
+def bench_ssd300_pipeline(defer_photometric: bool, batch_size: int = 32, iters: int = 120) -> None:
     from ssd_edu.train import TrainConfig, train
 
     workers = min(14, os.cpu_count() or 1)
     with tempfile.TemporaryDirectory() as tmp:
-        train_set = toy_voc(Path(tmp) / "VOCdevkit")
+        train_set = toy_voc(Path(tmp) / "VOCdevkit", defer_photometric)
         torch.manual_seed(0)
         model = ssd300(len(VOC_CLASSES) + 1)
         cfg = TrainConfig(
@@ -183,7 +207,8 @@ def bench_ssd300_pipeline(batch_size: int = 32, iters: int = 120) -> None:
     steady = result.log[-1]["images_per_s"]
     report(
         TOPIC,
-        f"ssd300 train() with toy-VOC JPEG pipeline, batch {batch_size}",
+        f"ssd300 train() with toy-VOC JPEG pipeline, batch {batch_size}, "
+        f"{_where(defer_photometric)}",
         steady,
         "images/s",
         "cuda",
@@ -194,12 +219,14 @@ def bench_ssd300_pipeline(batch_size: int = 32, iters: int = 120) -> None:
 
 def main() -> None:
     bench_small_cpu()
+    for defer in (False, True):
+        bench_loader_alone(defer)
     if torch.cuda.is_available():
         for bs in (32, 64):
             bench_ssd300_cuda(bs)
-        bench_loader_alone(32)
         for bs in (32, 64):
-            bench_ssd300_pipeline(bs)
+            bench_ssd300_pipeline(True, bs)
+        bench_ssd300_pipeline(False, 64)
 
 
 if __name__ == "__main__":

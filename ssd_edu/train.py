@@ -56,6 +56,7 @@ from ssd_edu.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from ssd_edu.data.batch_photometric import finish_batch
 
 
 @dataclass
@@ -250,7 +251,9 @@ class _SeededItems(Dataset):
         s = ((self.seed * 1_000_003 + epoch) * 1_000_033 + index) % (2**63)
         py_state, np_state = random.getstate(), np.random.get_state()
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(s)
+            # the CPU generator only: torch.manual_seed would also queue a seed for every
+            # accelerator, which costs a stack trace per item in a DataLoader worker
+            torch.default_generator.manual_seed(s)
             random.seed(s)
             np.random.seed(s % 2**32)
             try:
@@ -308,13 +311,14 @@ class _EpochBatches:
             epoch, start = epoch + 1, 0
 
 
-def _collate(items: list) -> tuple[Tensor, list[Tensor], list[Tensor], list[int]]:
+def _collate(items: list) -> tuple[Tensor, list[Tensor], list[Tensor], list[int], Tensor | None]:
+    """Batch ``(item, index)`` pairs; the last element is the deferred pixel work, if any."""
     from ssd_edu.data import collate_detections
 
     samples = [item for item, _ in items]
     indices = [index for _, index in items]
-    images, boxes, labels, _difficult = collate_detections(samples)
-    return images, boxes, labels, indices
+    images, boxes, labels, _difficult, *params = collate_detections(samples)
+    return images, boxes, labels, indices, (params[0] if params else None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -432,8 +436,10 @@ def evaluate_model(
         pin_memory=device.type == "cuda",
     )
     detections, ground_truths = [], []
-    for images, boxes, labels, difficult in loader:
+    for images, boxes, labels, difficult, *pixel_work in loader:
         images = images.to(device, non_blocking=True)
+        if pixel_work:  # items of TrainTransform(defer_photometric=True)
+            images = finish_batch(images, pixel_work[0].to(device, non_blocking=True))
         for b, s, l in predict(model, images):
             detections.append((b.cpu(), s.cpu(), l.cpu()))
         ground_truths.extend(zip(boxes, labels, difficult))
@@ -672,8 +678,12 @@ def train(
             # every epoch re-shuffles by (seed, epoch); a resume starts mid-epoch at its batch.
             # The batches never run out: the inner loop ends at max_iters
             batches.epoch, batches.start = divmod(iteration, batches.per_epoch)
-            for images, boxes, labels, indices in loader:
+            for images, boxes, labels, indices, pixel_work in loader:
                 images = images.to(device, non_blocking=True)  # [B, 3, S, S]
+                if pixel_work is not None:
+                    # TrainTransform(defer_photometric=True): uint8 images, whose photometric
+                    # distortion and normalisation run here, on the device, for the whole batch
+                    images = finish_batch(images, pixel_work.to(device, non_blocking=True))
                 if channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 # ground truth stays on the CPU: matching pads and checks it there and sends it
@@ -982,10 +992,14 @@ def _main_voc(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
             "warning: no --vgg-weights: the VGG16 base starts from random weights", file=sys.stderr
         )
     size = model.cfg.image_size
+    # on a GPU the augmentation workers set the pace: leave the photometric distortion to the
+    # device, one batched step per iteration (on the CPU the workers do it faster)
+    on_gpu = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu")).type
+    transform = TrainTransform(size, defer_photometric=on_gpu == "cuda")
     # the paper's 07+12: VOC2007 trainval + VOC2012 trainval (whichever of the two is present)
     years = tuple(y for y in ("2007", "2012") if (root / f"VOC{y}").is_dir())
     train_set = VOCDetection(
-        root, years=years, image_set="trainval", transform=TrainTransform(size), seed=cfg.seed
+        root, years=years, image_set="trainval", transform=transform, seed=cfg.seed
     )
     val_set = VOCDetection(root, years=("2007",), image_set="test", transform=EvalTransform(size))
     print(f"training {cfg.model} on VOC{'+'.join(years)} trainval ({len(train_set)} images)")

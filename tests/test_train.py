@@ -168,6 +168,30 @@ def test_resume_is_bit_identical(tmp_path):
     assert [r["iteration"] for r in read_log(tmp_path / "b" / "log.csv")] == [1, 2, 3, 4, 5, 6]
 
 
+def test_resume_is_bit_identical_with_deferred_photometric(tmp_path):
+    # the batched photometric step is deterministic too: resuming gives the same weights
+    from ssd_edu.data import TrainTransform
+
+    train_set = ShapesDataset(8, transform=TrainTransform(128, defer_photometric=True))
+    straight = train(
+        tiny_cfg(tmp_path, "a", max_iters=4), tiny_model(), train_set, SHAPE_CLASSES, progress=False
+    )
+    half = tiny_cfg(tmp_path, "b", max_iters=2)
+    train(half, tiny_model(), train_set, SHAPE_CLASSES, progress=False)
+    resumed = train(
+        tiny_cfg(tmp_path, "b", max_iters=4),
+        tiny_model(seed=123),
+        train_set,
+        SHAPE_CLASSES,
+        resume=tmp_path / "b" / "checkpoint.pt",
+        progress=False,
+    )
+    assert same_parameters(resumed.model, straight.model)
+    # evaluation accepts such items too (finishing them the same way)
+    result = train_module.evaluate_model(resumed.model, train_set, SHAPE_CLASSES, batch_size=4)
+    assert 0.0 <= result.mean_ap <= 1.0
+
+
 def test_workers_do_not_change_the_result(tmp_path):
     # augmentation is a function of (seed, epoch, index), not of the process that loads an image
     train_set = ShapesDataset(8, augment=True)
@@ -197,6 +221,26 @@ def test_evaluation_is_logged(tmp_path):
     maps = [r["mAP"] for r in result.log]
     assert len(maps) == 2 and all(m is not None and 0.0 <= m <= 1.0 for m in maps)
     assert result.evaluation.class_names == list(SHAPE_CLASSES)
+
+
+def test_deferred_photometric_items_reach_the_model_finished(tmp_path):
+    # TrainTransform(defer_photometric=True) hands train() uint8 images and the photometric
+    # work; the model must see what the CPU path would have given it (to a few grey levels)
+    from ssd_edu.data import IMAGENET_STD, TrainTransform
+
+    def first_batch(transform) -> torch.Tensor:
+        seen = []
+        model = tiny_model()
+        model.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+        data = ShapesDataset(8, transform=transform)
+        train(tiny_cfg(tmp_path, "defer", max_iters=1), model, data, SHAPE_CLASSES, progress=False)
+        return seen[0]
+
+    cpu = first_batch(TrainTransform(128))
+    deferred = first_batch(TrainTransform(128, defer_photometric=True))
+    assert deferred.dtype == torch.float32 and deferred.shape == cpu.shape == (4, 3, 128, 128)
+    levels = (deferred - cpu).abs() * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
+    assert levels.max() <= 8.01 and levels.mean() < 0.5
 
 
 # ------------------------------------------------------------------------------------------------

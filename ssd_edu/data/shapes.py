@@ -232,23 +232,33 @@ class ShapesDataset(Dataset):
         return self.transform(Image.fromarray(image), boxes, labels, difficult, generator=g)
 
 
-def collate_detections(
-    batch: list[tuple[Tensor, Tensor, Tensor, Tensor]],
-) -> tuple[Tensor, list[Tensor], list[Tensor], list[Tensor]]:
+def collate_detections(batch: list[tuple[Tensor, ...]]) -> tuple:
     """DataLoader ``collate_fn`` for detection: images stacked, per-image targets kept as lists.
 
     Images have different numbers of objects (zero included), so boxes cannot be stacked.
 
     Args:
-        batch: ``B`` items ``(image [3, S, S], boxes [N_b, 4], labels [N_b], difficult [N_b])``.
+        batch: ``B`` items ``(image [3, S, S], boxes [N_b, 4], labels [N_b], difficult [N_b])``,
+            or all with a fifth element ``params [15]`` (``TrainTransform(...,
+            defer_photometric=True)``, uint8 images).
 
     Returns:
-        ``(images [B, 3, S, S], boxes list of [N_b, 4], labels list of [N_b], difficult list)``.
+        ``(images [B, 3, S, S], boxes list of [N_b, 4], labels list of [N_b], difficult list)``,
+        plus ``params [B, 15]`` stacked when the items carry it.
     """
     if len(batch) == 0:
         raise ValueError("batch must hold at least one item, got 0")
-    images, boxes, labels, difficult = zip(*batch)
-    shapes = {tuple(im.shape) for im in images}
+    lengths = {len(item) for item in batch}
+    if lengths not in ({4}, {5}):
+        raise ValueError(
+            "items must all be (image, boxes, labels, difficult) or all carry a fifth element "
+            f"(deferred photometric params), got item lengths {sorted(lengths)}"
+        )
+    images, boxes, labels, difficult, *params = zip(*batch)
+    shapes = {(tuple(im.shape), im.dtype) for im in images}
     if len(shapes) > 1:
-        raise ValueError(f"images in a batch must share one shape, got {sorted(shapes)}")
-    return torch.stack(images), list(boxes), list(labels), list(difficult)
+        raise ValueError(
+            f"images in a batch must share one shape and dtype, got {sorted(map(str, shapes))}"
+        )
+    out = (torch.stack(images), list(boxes), list(labels), list(difficult))
+    return out + (torch.stack(params[0]),) if params else out

@@ -22,7 +22,9 @@ How it is made fast: zoom out and crop are one axis-aligned window on the origin
 whole geometry is decided from the image size and the boxes before any pixel is touched. Then the
 part of the image inside the window is resized once with PIL (no 4x canvas is ever built), the
 photometric distortion runs on that small image only (lookup tables and PIL's HSV conversion, in
-8 bits like the released code), and it is pasted on a mean-coloured canvas.
+8 bits like the released code), and it is pasted on a mean-coloured canvas. For GPU training,
+``defer_photometric=True`` leaves the distortion and the normalisation to one batched step on the
+device (:mod:`ssd_edu.data.batch_photometric`), which roughly halves the CPU work per image.
 
 Randomness: every random number of one call comes from one ``torch.Generator`` passed in (or from
 torch's global generator when none is). Datasets derive the generator of item ``i`` from
@@ -45,6 +47,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
+
+from ssd_edu.data.batch_photometric import pixel_params
 
 # RGB, [0, 1] scale: the model takes RGB in [0, 1] normalised by these (ImageNet statistics,
 # the same the VGG16 base was trained with).
@@ -165,7 +169,8 @@ class Photometric:
     hue_degrees: float | None
 
 
-_VALUES = np.arange(256, dtype=np.float64)
+# float32, the precision of the batched path (batch_photometric.py): x * alpha rounds alike in both
+_VALUES = np.arange(256, dtype=np.float32)
 
 
 def _lut(values: np.ndarray) -> list[int]:
@@ -189,8 +194,8 @@ def photometric_distort(image: Image.Image, p: Photometric) -> Image.Image:
 
     Paper: §2.2 (photometric distortions, after Howard 2013); parameters of the released code.
     """
-    brightness = _lut(_VALUES + p.brightness) if p.brightness is not None else None
-    contrast = _lut(_VALUES * p.contrast) if p.contrast is not None else None
+    brightness = _lut(_VALUES + np.float32(p.brightness)) if p.brightness is not None else None
+    contrast = _lut(_VALUES * np.float32(p.contrast)) if p.contrast is not None else None
 
     def rgb_step(img: Image.Image, lut: list[int] | None) -> Image.Image:
         return img.point(lut * 3) if lut is not None else img
@@ -200,11 +205,11 @@ def photometric_distort(image: Image.Image, p: Photometric) -> Image.Image:
             return img
         h, s, v = img.convert("HSV").split()
         if p.saturation is not None:
-            s = s.point(_lut(_VALUES * p.saturation))
+            s = s.point(_lut(_VALUES * np.float32(p.saturation)))
         if p.hue_degrees is not None:
-            # PIL's 8-bit hue runs 0..255 round the circle: 360 degrees = 256 steps
-            shift = int(round(p.hue_degrees * 256.0 / 360.0))
-            h = h.point(((np.arange(256) + shift) % 256).tolist())
+            # PIL's 8-bit hue has 255 steps round the circle (0..254; 255 is red again)
+            shift = int(round(p.hue_degrees * 255.0 / 360.0))
+            h = h.point(((np.arange(256) + shift) % 255).tolist())
         return Image.merge("HSV", (h, s, v)).convert("RGB")
 
     image = rgb_step(image, brightness)
@@ -353,6 +358,39 @@ def window_boxes(
 # ---------------------------------------------------------------------------------------------
 
 
+def image_region(
+    image_size: tuple[int, int], window: np.ndarray, size: int
+) -> tuple[tuple[int, int, int, int], tuple[float, float, float, float]] | None:
+    """Where the image lands in the ``size x size`` view of ``window``, and what of it shows.
+
+    Args:
+        image_size: ``(width, height)`` of the image in pixels.
+        window: ``[4]`` xyxy fractions of the image (may leave [0, 1] where zoom out shows canvas).
+        size: output side in pixels.
+
+    Returns:
+        ``(target, source)``: the output pixels ``(x1, y1, x2, y2)`` (end exclusive, snapped to
+        whole pixels) and the image pixels (floats) that fill them; ``None`` when the window
+        shows only canvas.
+    """
+    width, height = image_size
+    wx1, wy1, wx2, wy2 = (window * np.array([width, height, width, height])).tolist()
+    sx, sy = size / (wx2 - wx1), size / (wy2 - wy1)  # output pixels per image pixel
+    tx1 = int(round(min(max(-wx1 * sx, 0), size)))
+    ty1 = int(round(min(max(-wy1 * sy, 0), size)))
+    tx2 = int(round(min(max((width - wx1) * sx, 0), size)))
+    ty2 = int(round(min(max((height - wy1) * sy, 0), size)))
+    if tx2 <= tx1 or ty2 <= ty1:
+        return None
+    source = (
+        max(wx1 + tx1 / sx, 0.0),
+        max(wy1 + ty1 / sy, 0.0),
+        min(wx1 + tx2 / sx, width),
+        min(wy1 + ty2 / sy, height),
+    )
+    return (tx1, ty1, tx2, ty2), source
+
+
 def render_window(
     image: Image.Image,
     window: np.ndarray,
@@ -365,22 +403,10 @@ def render_window(
     Only the part of the image inside the window is resized (bilinear, once); the photometric
     distortion runs on that resized part, so the mean-coloured border stays the mean.
     """
-    width, height = image.size
-    wx1, wy1, wx2, wy2 = (window * np.array([width, height, width, height])).tolist()
-    sx, sy = size / (wx2 - wx1), size / (wy2 - wy1)  # output pixels per image pixel
-    # where the image lands in the output, snapped to whole output pixels
-    tx1 = int(round(min(max(-wx1 * sx, 0), size)))
-    ty1 = int(round(min(max(-wy1 * sy, 0), size)))
-    tx2 = int(round(min(max((width - wx1) * sx, 0), size)))
-    ty2 = int(round(min(max((height - wy1) * sy, 0), size)))
-    if tx2 <= tx1 or ty2 <= ty1:  # the window shows only canvas
+    placed = image_region(image.size, window, size)
+    if placed is None:
         return Image.new("RGB", (size, size), fill)
-    source = (
-        max(wx1 + tx1 / sx, 0.0),
-        max(wy1 + ty1 / sy, 0.0),
-        min(wx1 + tx2 / sx, width),
-        min(wy1 + ty2 / sy, height),
-    )
+    (tx1, ty1, tx2, ty2), source = placed
     part = image.resize((tx2 - tx1, ty2 - ty1), Image.Resampling.BILINEAR, box=source)
     if photometric is not None:
         part = photometric_distort(part, photometric)
@@ -404,10 +430,17 @@ class TrainTransform:
     the objects that survive the crop. ``K`` may be 0 (the "no constraint" patch can miss every
     object centre, as in the released code).
 
+    With ``defer_photometric=True`` the call stops after the geometry and returns
+    ``(image [3, size, size] uint8, boxes, labels, difficult, params [15])``: the photometric
+    distortion and the normalisation are left to
+    :func:`ssd_edu.data.batch_photometric.finish_batch`, which does them for a whole batch on the
+    training device (``params`` says what to do; the random draws are the same either way).
+
     Args:
         size: output side in pixels (300 for SSD300).
         mean, std: RGB normalisation, [0, 1] scale; ``mean`` is also the zoom-out fill colour.
         distort, expand, crop, flip: switch single steps off (all on = the paper's recipe).
+        defer_photometric: leave the pixel-wise steps to ``finish_batch`` (see above).
 
     Paper: §2.2 "Data augmentation" and §3.6.
     """
@@ -421,15 +454,18 @@ class TrainTransform:
         expand: bool = True,
         crop: bool = True,
         flip: bool = True,
+        defer_photometric: bool = False,
     ) -> None:
         if int(size) <= 0:
             raise ValueError(f"size must be a positive number of pixels, got {size}")
         self.size, self.mean, self.std = int(size), tuple(mean), tuple(std)
         self.distort, self.expand, self.crop, self.flip = distort, expand, crop, flip
+        self.defer_photometric = defer_photometric
 
     def __repr__(self) -> str:
         steps = [s for s in ("distort", "expand", "crop", "flip") if getattr(self, s)]
-        return f"TrainTransform(size={self.size}, steps={'+'.join(steps) or 'none'})"
+        deferred = ", defer_photometric=True" if self.defer_photometric else ""
+        return f"TrainTransform(size={self.size}, steps={'+'.join(steps) or 'none'}{deferred})"
 
     def draw(self, boxes: Tensor, generator: torch.Generator | None = None) -> Augmentation:
         """Decide every random choice for one image from its boxes alone (no pixels needed).
@@ -484,24 +520,29 @@ class TrainTransform:
         labels: Tensor,
         difficult: Tensor,
         aug: Augmentation,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    ) -> tuple[Tensor, ...]:
         """Apply the decided :class:`Augmentation` to pixels and boxes."""
         _check_targets(boxes, labels, difficult)
         pil = to_pil(image)
         window = aug.window()
-        out = render_window(pil, window, self.size, _mean_colour(self.mean), aug.photometric)
+        photometric = None if self.defer_photometric else aug.photometric
+        out = render_window(pil, window, self.size, _mean_colour(self.mean), photometric)
         new_boxes, keep = window_boxes(boxes.float(), window, keep_centre=aug.crop is not None)
         if aug.flip:
             out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
             new_boxes = torch.stack(
                 (1 - new_boxes[:, 2], new_boxes[:, 1], 1 - new_boxes[:, 0], new_boxes[:, 3]), dim=1
             )
-        return (
-            normalize(out, self.mean, self.std),
-            new_boxes.float(),
-            labels[keep].long(),
-            difficult[keep].bool(),
-        )
+        targets = (new_boxes.float(), labels[keep].long(), difficult[keep].bool())
+        if not self.defer_photometric:
+            return normalize(out, self.mean, self.std), *targets
+        placed = image_region(pil.size, window, self.size)
+        x1, y1, x2, y2 = placed[0] if placed is not None else (0, 0, 0, 0)
+        if aug.flip:
+            x1, x2 = self.size - x2, self.size - x1
+        params = pixel_params(aug.photometric, (x1, y1, x2, y2), self.mean, self.std)
+        chw = np.ascontiguousarray(np.asarray(out, dtype=np.uint8).transpose(2, 0, 1))
+        return torch.from_numpy(chw), *targets, params  # image [3, S, S] uint8
 
     def __call__(
         self,
@@ -510,7 +551,7 @@ class TrainTransform:
         labels: Tensor,
         difficult: Tensor,
         generator: torch.Generator | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    ) -> tuple[Tensor, ...]:
         """Augment one image and its objects (see the class docstring for shapes)."""
         _check_targets(boxes, labels, difficult)
         return self.apply(image, boxes, labels, difficult, self.draw(boxes, generator))

@@ -31,6 +31,7 @@ from ssd_edu.viz.core import (
 from ssd_edu.viz.data import (
     plot_augmentation_steps,
     plot_augmented_grid,
+    plot_deferred_photometric,
     plot_min_iou_behaviour,
     plot_shapes_samples,
     show_augmentation,
@@ -68,6 +69,7 @@ __all__ = [
     "plot_nms",
     "plot_pr_curves",
     "plot_receptive_fields",
+    "plot_deferred_photometric",
     "plot_shapes_samples",
     "plot_smooth_l1",
     "plot_training_log",

@@ -1,4 +1,5 @@
-"""Drawings of the data: the augmentation step by step, many seeds, crop overlaps, shapes.
+"""Drawings of the data: the augmentation step by step, many seeds, crop overlaps, shapes, and the
+photometric distortion deferred to the GPU.
 
 Pairs with notebook 07 (data augmentation); :func:`show_augmentation` is its explorer's drawing.
 
@@ -85,6 +86,32 @@ def plot_augmented_grid(
         size = show_image(ax, denormalize(x), f"seed {seed}: {len(b)} box{'es' * (len(b) != 1)}")
         ax.title.set_fontsize(8)
         draw_boxes(ax, b, size, labels=l, class_names=class_names, linewidth=1.5)
+    fig.tight_layout()
+    return fig
+
+
+def plot_deferred_photometric(raw: Tensor, finished: Tensor, reference: Tensor) -> Figure:
+    """Deferred photometric distortion, column per image: the worker's output, then two finishes.
+
+    Args:
+        raw: ``[B, 3, S, S]`` uint8 from ``TrainTransform(defer_photometric=True)`` (geometry only).
+        finished: ``[B, 3, S, S]`` normalised, ``finish_batch`` of ``raw``.
+        reference: ``[B, 3, S, S]`` normalised, the same draws with the distortion done on the CPU.
+    """
+    from ssd_edu.data.transforms import denormalize
+
+    rows = (
+        ("from the worker: uint8,\ngeometry only", raw),
+        ("finish_batch\n(the GPU's step)", finished),
+        ("photometric on the CPU\n(PIL, 8-bit HSV)", reference),
+    )
+    n = raw.shape[0]
+    fig, axes = plt.subplots(3, n, figsize=(2.2 * n, 6.9), squeeze=False)
+    for r, (name, images) in enumerate(rows):
+        for b in range(n):
+            image = images[b] if images.dtype == torch.uint8 else denormalize(images[b])
+            show_image(axes[r, b], image)
+        axes[r, 0].set_ylabel(name, fontsize=8)
     fig.tight_layout()
     return fig
 
