@@ -35,7 +35,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ssd_edu.boxes import _check_boxes, box_area, decode
+from ssd_edu.boxes import _check_boxes, box_area, box_iou, decode
 
 BLOCK_SIZE = 128  # boxes decided per step of nms; about the fastest on CPU from 1000 boxes up
 
@@ -58,17 +58,27 @@ def _check_scores(boxes: Tensor, scores: Tensor) -> None:
         raise ValueError(f"scores is on {scores.device} but boxes is on {boxes.device}")
 
 
-def _resolve_block(over: Tensor) -> Tensor:
-    """Greedy decision inside one block: ``over[i, j]`` (only ``i < j``) means i would suppress j.
+def _resolve_block(over: Tensor, alive: Tensor | None = None) -> Tensor:
+    """Greedy decision inside blocks: ``over[..., i, j]`` (only ``i < j``): i would suppress j.
 
-    Repeats ``keep = not (overlapped by an earlier kept box)`` from "all kept" until it stops
-    changing. Each round fixes at least one more box in score order, so at most ``b`` rounds;
-    typical clusters need two or three.
+    Repeats ``keep = alive and not (overlapped by an earlier kept box)`` from "all alive" until it
+    stops changing. Each round fixes at least one more box in score order, so at most ``b``
+    rounds; typical clusters need two or three. Leading dimensions are independent blocks.
+
+    Args:
+        over: ``[..., b, b]`` bool.
+        alive: ``[..., b]`` bool, the boxes taking part (default: all); the others are neither
+            kept nor suppress anything.
+
+    Returns:
+        ``[..., b]`` bool, kept.
     """
-    over = over.to(torch.float32)  # [b, b]; a product counts the kept boxes that overlap j
-    keep = torch.ones(over.shape[0], dtype=torch.bool, device=over.device)  # [b]
+    over = over.to(torch.float32)  # [..., b, b]; a product counts the kept boxes that overlap j
+    if alive is None:
+        alive = torch.ones(over.shape[:-1], dtype=torch.bool, device=over.device)  # [..., b]
+    keep = alive
     while True:
-        new = (keep.to(torch.float32) @ over) == 0  # [b]
+        new = alive & ((keep.to(torch.float32).unsqueeze(-2) @ over).squeeze(-2) == 0)  # [..., b]
         if torch.equal(new, keep):
             return keep
         keep = new
@@ -221,6 +231,44 @@ def _check_positive_int(name: str, value: int) -> None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def _check_outputs(
+    loc: Tensor, logits: Tensor, priors: Tensor, score_threshold: float, candidates_per_class: int
+) -> None:
+    _check_boxes("loc", loc, ndim=3)
+    _check_boxes("priors", priors, ndim=2)
+    if not isinstance(logits, Tensor) or logits.ndim != 3 or logits.shape[:2] != loc.shape[:2]:
+        got = list(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(
+            f"logits must have shape [B, P, C] with [B, P] = {list(loc.shape[:2])}, got {got}"
+        )
+    if logits.shape[2] < 2:
+        raise ValueError(
+            f"logits needs C >= 2 classes (background + objects), got {logits.shape[2]}"
+        )
+    if priors.shape[0] != loc.shape[1]:
+        raise ValueError(
+            f"priors must have shape [P, 4] with P = {loc.shape[1]}, got {list(priors.shape)}"
+        )
+    _check_threshold("score_threshold", score_threshold)
+    _check_positive_int("candidates_per_class", candidates_per_class)
+
+
+def _ranked(
+    loc: Tensor, logits: Tensor, priors: Tensor, candidates_per_class: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Decoded boxes ``[B, P, 4]`` xyxy, and per class the best scores ``[B, C-1, top]`` in
+    descending order (ties: lower default-box index first) with their default boxes' indices."""
+    boxes = decode(loc, priors)  # [B, P, 4] xyxy
+    scores = torch.softmax(logits, dim=-1)[..., 1:].transpose(1, 2)  # [B, C-1, P], no background
+    # the best boxes of each class (topk: much cheaper than sorting all P scores; boxes tied exactly
+    # at the cut are chosen by topk), then ordered by score, ties to the lower default-box index
+    top = min(candidates_per_class, scores.shape[2])
+    prior_idx = torch.topk(scores, top, dim=2).indices.sort(dim=2).values  # [B, C-1, top]
+    ranked = scores.gather(2, prior_idx)  # [B, C-1, top]
+    ranked, order = torch.sort(ranked, dim=2, descending=True, stable=True)  # [B, C-1, top]
+    return boxes, ranked, prior_idx.gather(2, order)
+
+
 def score_candidates(
     loc: Tensor,
     logits: Tensor,
@@ -248,35 +296,10 @@ def score_candidates(
 
     Paper: §3.7 (the 0.01 confidence filter before NMS).
     """
-    _check_boxes("loc", loc, ndim=3)
-    _check_boxes("priors", priors, ndim=2)
-    if not isinstance(logits, Tensor) or logits.ndim != 3 or logits.shape[:2] != loc.shape[:2]:
-        got = list(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise ValueError(
-            f"logits must have shape [B, P, C] with [B, P] = {list(loc.shape[:2])}, got {got}"
-        )
-    if logits.shape[2] < 2:
-        raise ValueError(
-            f"logits needs C >= 2 classes (background + objects), got {logits.shape[2]}"
-        )
-    if priors.shape[0] != loc.shape[1]:
-        raise ValueError(
-            f"priors must have shape [P, 4] with P = {loc.shape[1]}, got {list(priors.shape)}"
-        )
-    _check_threshold("score_threshold", score_threshold)
-    _check_positive_int("candidates_per_class", candidates_per_class)
+    _check_outputs(loc, logits, priors, score_threshold, candidates_per_class)
 
-    num_objects = logits.shape[2] - 1
-    boxes = decode(loc, priors)  # [B, P, 4] xyxy
-    scores = torch.softmax(logits, dim=-1)[..., 1:].transpose(1, 2)  # [B, C-1, P], no background
-    # the best boxes of each class (topk: much cheaper than sorting all P scores; boxes tied exactly
-    # at the cut are chosen by topk), then ordered by score, ties to the lower default-box index
-    top = min(candidates_per_class, scores.shape[2])
-    prior_idx = torch.topk(scores, top, dim=2).indices.sort(dim=2).values  # [B, C-1, top]
-    ranked = scores.gather(2, prior_idx)  # [B, C-1, top]
-    ranked, order = torch.sort(ranked, dim=2, descending=True, stable=True)  # [B, C-1, top]
-    prior_idx = prior_idx.gather(2, order)  # [B, C-1, top]
-    labels = torch.arange(1, num_objects + 1, device=loc.device)[:, None].expand(-1, top)
+    boxes, ranked, prior_idx = _ranked(loc, logits, priors, candidates_per_class)
+    labels = torch.arange(1, ranked.shape[1] + 1, device=loc.device)[:, None].expand_as(ranked[0])
 
     results = []
     for b in range(loc.shape[0]):  # images keep different numbers of candidates
@@ -294,6 +317,7 @@ def detect(
     iou_threshold: float = 0.45,
     top_k: int = 200,
     candidates_per_class: int = 400,
+    all_at_once: bool | None = None,
 ) -> list[tuple[Tensor, Tensor, Tensor]]:
     """SSD's detection output: decode, score, per-class NMS, best ``top_k`` per image.
 
@@ -304,6 +328,12 @@ def detect(
     ``(C - 1) x candidates_per_class`` boxes and decides them ``BLOCK_SIZE`` at a time, so no
     overlap matrix over all of them is ever built.
 
+    ``all_at_once`` computes the same detections another way: every class of every image at
+    once, one overlap matrix per class (at most ``candidates_per_class`` squared), the greedy rule
+    solved for all of them together as :func:`nms` solves one block. It does more arithmetic but
+    needs only a few host-device synchronisations instead of several per block and image, which
+    is what costs time on a GPU; the default (``None``) uses it everywhere except on the CPU.
+
     Args:
         loc: ``[B, P, 4]`` predicted offsets (default-box order).
         logits: ``[B, P, C]`` class scores before softmax; class 0 is the background.
@@ -312,6 +342,8 @@ def detect(
         iou_threshold: NMS overlap threshold (paper: 0.45).
         top_k: detections kept per image (paper: 200).
         candidates_per_class: boxes per class that enter NMS (released models: 400).
+        all_at_once: the method (the result is the same): ``True`` all classes and images
+            together, ``False`` image by image, ``None`` together unless on the CPU.
 
     Returns:
         One ``(boxes [K, 4] xyxy, scores [K], labels [K] long in 1..C-1)`` per image, highest score
@@ -322,9 +354,59 @@ def detect(
     """
     _check_threshold("iou_threshold", iou_threshold)
     _check_positive_int("top_k", top_k)
+    if all_at_once is None:
+        all_at_once = loc.device.type != "cpu"
+    if all_at_once:
+        _check_outputs(loc, logits, priors, score_threshold, candidates_per_class)
+        return _detect_all_at_once(
+            loc, logits, priors, score_threshold, iou_threshold, top_k, candidates_per_class
+        )
     candidates = score_candidates(loc, logits, priors, score_threshold, candidates_per_class)
     results = []
     for cand_boxes, cand_scores, cand_labels in candidates:
         keep = batched_nms(cand_boxes, cand_scores, cand_labels, iou_threshold)[:top_k]  # [K]
         results.append((cand_boxes[keep], cand_scores[keep], cand_labels[keep]))
+    return results
+
+
+# overlap entries per chunk of images in _detect_all_at_once: a few hundred MB of temporaries
+_MAX_PAIRS = 2**25
+
+
+def _detect_all_at_once(
+    loc: Tensor,
+    logits: Tensor,
+    priors: Tensor,
+    score_threshold: float,
+    iou_threshold: float,
+    top_k: int,
+    candidates_per_class: int,
+) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """:func:`detect` for all classes of all images together (see its docstring)."""
+    boxes, ranked, prior_idx = _ranked(loc, logits, priors, candidates_per_class)
+    batch, num_objects = ranked.shape[:2]
+    passing = ranked > score_threshold  # [B, C-1, top]
+    n = int(passing.sum(2).amax()) if passing.numel() else 0  # candidates of the fullest class
+    ranked, prior_idx, passing = ranked[..., :n], prior_idx[..., :n], passing[..., :n]
+    cand = boxes.gather(1, prior_idx.reshape(batch, -1, 1).expand(-1, -1, 4))  # [B, (C-1) n, 4]
+    cand = cand.view(batch, num_objects, n, 4)  # [B, C-1, n, 4]
+    threshold = _threshold_for(boxes.dtype, iou_threshold)
+    keep = torch.zeros_like(passing)  # [B, C-1, n]
+    chunk = max(1, _MAX_PAIRS // max(1, num_objects * n * n))  # images per chunk
+    for start in range(0, batch, chunk):
+        part = slice(start, start + chunk)
+        # a box only suppresses lower-ranked ones of its class: the part above the diagonal
+        over = torch.triu(box_iou(cand[part], cand[part]) > threshold, 1)  # [b, C-1, n, n]
+        keep[part] = _resolve_block(over, passing[part])
+    # the best top_k survivors of each image; a stable sort over (class, rank) order keeps equal
+    # scores in the order batched_nms gives them
+    score = torch.where(keep, ranked, torch.full_like(ranked, -1.0)).view(batch, -1)  # [B, (C-1) n]
+    order = torch.sort(score, dim=1, descending=True, stable=True).indices[:, :top_k]  # [B, K']
+    counts = keep.view(batch, -1).sum(1).clamp(max=top_k).tolist()  # one sync for all images
+    labels = torch.arange(1, num_objects + 1, device=loc.device).repeat_interleave(n)  # [(C-1) n]
+    flat = cand.view(batch, -1, 4)  # [B, (C-1) n, 4]
+    results = []
+    for b, k in enumerate(counts):  # slicing only: images keep different numbers of detections
+        pick = order[b, :k]  # [K]
+        results.append((flat[b, pick], score[b, pick], labels[pick]))
     return results

@@ -227,10 +227,11 @@ def small_outputs(batch: int, num_classes: int, seed: int, background: float = 0
     return loc, logits, priors
 
 
-def test_detect_matches_loop_reference():
+@pytest.mark.parametrize("all_at_once", [False, True])
+def test_detect_matches_loop_reference(all_at_once):
     loc, logits, priors = small_outputs(2, 4, seed=0, background=3.0)
     settings_ = dict(score_threshold=0.05, iou_threshold=0.45, top_k=30)
-    got = detect(loc, logits, priors, candidates_per_class=20, **settings_)
+    got = detect(loc, logits, priors, candidates_per_class=20, all_at_once=all_at_once, **settings_)
     want = detect_reference(loc, logits, priors, per_class=20, **settings_)
     for (boxes, scores, labels), (w_boxes, w_scores, w_labels) in zip(got, want):
         assert torch.equal(labels, w_labels)
@@ -262,6 +263,52 @@ def test_detect_is_nms_over_score_candidates():
         keep = batched_nms(c_boxes, c_scores, c_labels, 0.45)[:200]
         assert torch.equal(boxes, c_boxes[keep]) and torch.equal(labels, c_labels[keep])
         assert torch.equal(scores, c_scores[keep])
+
+
+@pytest.mark.parametrize(
+    ("seed", "background", "kwargs"),
+    [
+        (0, 0.0, {}),  # flat: every class full of candidates
+        (1, 3.0, {}),  # confident background: few candidates, classes of different lengths
+        (2, 1.0, dict(top_k=17, candidates_per_class=9)),
+        (3, 2.0, dict(score_threshold=0.3, iou_threshold=0.6)),
+        (4, 0.0, dict(iou_threshold=0.0, top_k=1000)),  # any overlap suppresses
+        (5, 1.0, dict(iou_threshold=1.0)),  # nothing suppresses
+    ],
+)
+def test_detect_all_at_once_equals_image_by_image(seed, background, kwargs, monkeypatch):
+    loc, logits, priors = small_outputs(5, 6, seed=seed, background=background)
+    logits = (logits * 2).round() / 2  # equal scores within and across classes
+    logits[3, :, 0] = 60.0  # an image without detections
+    want = detect(loc, logits, priors, all_at_once=False, **kwargs)
+    # a tiny chunk: the images are resolved a few at a time
+    monkeypatch.setattr(nms_module, "_MAX_PAIRS", 1)
+    got = detect(loc, logits, priors, all_at_once=True, **kwargs)
+    assert len(got) == len(want) == 5 and len(got[3][0]) == 0
+    for (boxes, scores, labels), (w_boxes, w_scores, w_labels) in zip(got, want, strict=True):
+        assert torch.equal(labels, w_labels) and torch.equal(scores, w_scores)
+        assert torch.equal(boxes, w_boxes)
+        assert boxes.dtype == w_boxes.dtype and labels.dtype == w_labels.dtype
+
+
+def test_detect_all_at_once_rejects_what_score_candidates_rejects():
+    loc, logits, priors = small_outputs(1, 3, seed=0)
+    with pytest.raises(ValueError, match="candidates_per_class must be a positive int, got 0"):
+        detect(loc, logits, priors, candidates_per_class=0, all_at_once=True)
+    with pytest.raises(ValueError, match=r"logits must have shape \[B, P, C\]"):
+        detect(loc, logits[:, :-1], priors, all_at_once=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_detect_on_cuda_matches_the_cpu():
+    # CUDA's default is the all-at-once method; the CPU's is image by image
+    loc, logits, priors = small_outputs(4, 6, seed=7, background=2.0)
+    want = detect(loc, logits, priors)
+    got = detect(loc.cuda(), logits.cuda(), priors.cuda())
+    for (boxes, scores, labels), (w_boxes, w_scores, w_labels) in zip(got, want, strict=True):
+        assert torch.equal(labels.cpu(), w_labels)
+        torch.testing.assert_close(scores.cpu(), w_scores)
+        torch.testing.assert_close(boxes.cpu(), w_boxes)
 
 
 def test_score_candidates_rejects_bad_cap():
