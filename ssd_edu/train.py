@@ -994,8 +994,8 @@ def _main_voc(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     size = model.cfg.image_size
     # on a GPU the augmentation workers set the pace: leave the photometric distortion to the
     # device, one batched step per iteration (on the CPU the workers do it faster)
-    on_gpu = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu")).type
-    transform = TrainTransform(size, defer_photometric=on_gpu == "cuda")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    transform = TrainTransform(size, defer_photometric=device.type == "cuda")
     # the paper's 07+12: VOC2007 trainval + VOC2012 trainval (whichever of the two is present)
     years = tuple(y for y in ("2007", "2012") if (root / f"VOC{y}").is_dir())
     train_set = VOCDetection(
