@@ -277,3 +277,20 @@ def test_plot_deferred_photometric_draws_three_rows(photo):
     fig = plot_deferred_photometric(raw, finished, finished)
     assert len(fig.axes) == 6 and fig.axes[0].get_ylabel().startswith("from the worker")
     plt.close(fig)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_finish_batch_on_cuda_matches_the_cpu(photo):
+    # the GPU's float arithmetic may round a value on the other side of a .5: one level at most
+    deferred = TrainTransform(300, defer_photometric=True)
+    items = [deferred(photo, BOXES, LABELS, DIFFICULT, item_generator(0, 0, i)) for i in range(8)]
+    raw, *_, params = collate_detections(items)
+    want = distort_batch(raw, params)
+    got = distort_batch(raw.cuda(), params.cuda()).cpu()
+    assert (got - want).abs().max() <= 1 and (got != want).float().mean() < 1e-3
+    assert_close(
+        finish_batch(raw.cuda(), params.cuda()).cpu(),
+        finish_batch(raw, params),
+        atol=1 / (255 * 0.224) + 1e-5,
+        rtol=0,
+    )
