@@ -23,6 +23,21 @@ from ssd_edu.atomic import atomic_write
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# nbclient sometimes receives the reply to a cell that builds ipywidgets only when its wait times
+# out (jupyter/nbclient#312), however fast the cell ran: such cells get a short wait, so that the
+# stall costs a minute rather than the full per-cell timeout. They only draw one figure each.
+WIDGET_CELL_TIMEOUT = 60
+WIDGET_MARKERS = ("interact(", "widgets.", "explorer(")  # ipywidgets, ssd_edu.widgets explorers
+
+
+def _cell_timeout(timeout: int):
+    def timeout_for(cell) -> int:
+        builds_widgets = any(marker in cell.source for marker in WIDGET_MARKERS)
+        return WIDGET_CELL_TIMEOUT if builds_widgets else timeout
+
+    return timeout_for
+
+
 def run(path: Path, timeout: int = 900) -> float:
     nb = nbformat.read(path, as_version=4)
     env_smoke = os.environ.pop("SSD_EDU_SMOKE", None)  # full mode: the stored outputs are real
@@ -33,6 +48,7 @@ def run(path: Path, timeout: int = 900) -> float:
         NotebookClient(
             nb,
             timeout=timeout,
+            timeout_func=_cell_timeout(timeout),
             kernel_name="python3",
             resources={"metadata": {"path": path.parent}},
         ).execute()
