@@ -167,6 +167,26 @@ def test_keep_difficult_false_drops_them(devkit):
     assert all(not drop[i][3].any() for i in range(len(drop)))
 
 
+def test_annotations_are_parsed_once_and_handed_out_as_copies(devkit, monkeypatch):
+    from ssd_edu.data import voc
+
+    calls = []
+    original = voc.parse_annotation
+
+    def counting(path, class_names):
+        calls.append(path)
+        return original(path, class_names)
+
+    monkeypatch.setattr(voc, "parse_annotation", counting)
+    ds = VOCDetection(devkit)
+    first = ds.annotation(0)
+    first["boxes"] = torch.zeros(0, 4)  # a caller replacing a field
+    again = ds.annotation(0)
+    ds[0]
+    assert len(calls) == 1
+    assert len(again["boxes"]) > 0 and torch.equal(again["boxes"], ds.annotation(0)["boxes"])
+
+
 def test_07_plus_12_union(devkit):
     v07, v12 = VOCDetection(devkit), VOCDetection(devkit, years="2012")
     both = VOCDetection(devkit, years=("2007", "2012"))
