@@ -106,7 +106,7 @@ def plot_deferred_photometric(raw: Tensor, finished: Tensor, reference: Tensor) 
         ("photometric on the CPU\n(PIL, 8-bit HSV)", reference),
     )
     n = raw.shape[0]
-    fig, axes = plt.subplots(3, n, figsize=(2.2 * n, 6.9), squeeze=False)
+    fig, axes = plt.subplots(3, n, figsize=(1.8 * n + 0.4, 5.6), squeeze=False)
     for r, (name, images) in enumerate(rows):
         for b in range(n):
             image = images[b] if images.dtype == torch.uint8 else denormalize(images[b])
