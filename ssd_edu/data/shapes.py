@@ -261,4 +261,4 @@ def collate_detections(batch: list[tuple[Tensor, ...]]) -> tuple:
             f"images in a batch must share one shape and dtype, got {sorted(map(str, shapes))}"
         )
     out = (torch.stack(images), list(boxes), list(labels), list(difficult))
-    return out + (torch.stack(params[0]),) if params else out
+    return (*out, torch.stack(params[0])) if params else out
