@@ -73,13 +73,50 @@ def box_area(boxes: Tensor) -> Tensor:
     return wh[..., 0] * wh[..., 1]
 
 
+def box_iou_paired(a: Tensor, b: Tensor) -> Tensor:
+    """Jaccard overlap of paired boxes: ``a[..., n]`` with ``b[..., n]``, shapes broadcasting.
+
+    ``J(A, B) = |A ∩ B| / |A ∪ B|``. A pair whose union is empty (two zero-area boxes) gives 0,
+    not NaN, so degenerate boxes can never poison matching, NMS or evaluation. This is the one
+    overlap formula of the package: :func:`box_iou` is this function on all pairs, and NMS and
+    evaluation call it on the pairs they need.
+
+    Args:
+        a: ``[..., 4]`` xyxy.
+        b: ``[..., 4]`` xyxy, broadcastable with ``a`` (``[N, 1, 4]`` and ``[1, M, 4]`` give all
+            ``N x M`` pairs).
+
+    Returns:
+        ``[...]`` overlaps in ``[0, 1]``, the broadcast shape of ``a`` and ``b`` without the 4.
+
+    Paper: §2.2 "Matching strategy" (jaccard overlap).
+    """
+    _check_boxes("a", a)
+    _check_boxes("b", b)
+    try:
+        torch.broadcast_shapes(a.shape, b.shape)
+    except RuntimeError:
+        raise ValueError(f"a {list(a.shape)} and b {list(b.shape)} do not broadcast") from None
+    # one coordinate at a time: each step is a contiguous tensor of the output's shape
+    ax1, ay1, ax2, ay2 = a.unbind(-1)
+    bx1, by1, bx2, by2 = b.unbind(-1)
+    # disjoint boxes overlap by 0, hence the clamps (in place: these are fresh temporaries)
+    w = torch.minimum(ax2, bx2).sub_(torch.maximum(ax1, bx1)).clamp_(min=0)
+    h = torch.minimum(ay2, by2).sub_(torch.maximum(ay1, by1)).clamp_(min=0)
+    inter = w.mul_(h)
+    union = (box_area(a) + box_area(b)).sub_(inter)
+    # where the union is 0 the intersection is 0 too: define the overlap as 0 instead of 0/0
+    # (divide by 1 there; clamping the union at a floor would distort tiny but nonzero unions)
+    nonempty = union > 0
+    return inter.div_(union.masked_fill_(~nonempty, 1.0)).masked_fill_(~nonempty, 0.0)
+
+
 def box_iou(a: Tensor, b: Tensor) -> Tensor:
     """Jaccard overlap (intersection over union) of every box in ``a`` with every box in ``b``.
 
-    ``J(A, B) = |A ∩ B| / |A ∪ B|``. A pair whose union is empty (two zero-area boxes) gives 0,
-    not NaN, so degenerate boxes can never poison matching or NMS. Leading batch dimensions
-    broadcast, so a batch of padded ground truths ``[B, G, 4]`` against the default boxes
-    ``[P, 4]`` gives ``[B, G, P]`` in one call.
+    Leading batch dimensions broadcast, so a batch of padded ground truths ``[B, G, 4]`` against
+    the default boxes ``[P, 4]`` gives ``[B, G, P]`` in one call. Empty unions give 0 (see
+    :func:`box_iou_paired`, which this is on every pair).
 
     Args:
         a: ``[..., N, 4]`` xyxy.
@@ -101,18 +138,7 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
         raise ValueError(
             f"batch dimensions of a {list(a.shape)} and b {list(b.shape)} do not broadcast"
         ) from None
-    # one coordinate at a time: contiguous [..., N, M] steps, not strided [..., N, M, 2] ones
-    ax1, ay1, ax2, ay2 = a[..., :, None, :].unbind(-1)  # each [..., N, 1]
-    bx1, by1, bx2, by2 = b[..., None, :, :].unbind(-1)  # each [..., 1, M]
-    # disjoint boxes overlap by 0, hence the clamps
-    w = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).clamp_(min=0)  # [..., N, M]
-    h = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).clamp_(min=0)  # [..., N, M]
-    inter = w * h  # [..., N, M]
-    union = box_area(a)[..., :, None] + box_area(b)[..., None, :] - inter  # [..., N, M]
-    # where union is 0 the intersection is 0 too: define the overlap as 0 instead of 0/0
-    # (divide by 1 there; clamping the union at a floor would distort tiny but nonzero unions)
-    nonempty = union > 0
-    return torch.where(nonempty, inter / torch.where(nonempty, union, 1.0), 0.0)
+    return box_iou_paired(a[..., :, None, :], b[..., None, :, :])  # [..., N, M]
 
 
 def encode(matched: Tensor, priors: Tensor, variances: tuple[float, float] = VARIANCES) -> Tensor:

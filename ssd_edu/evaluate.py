@@ -20,7 +20,7 @@ an exact vectorised form: a detection is a true positive iff it is the first, in
 the detections whose best-overlap object is that same non-difficult object (with overlap above the
 threshold). So no loop over detections is needed; see :func:`evaluate_detections`.
 
-Coordinates: boxes are ``[N, 4]`` xyxy fractions of the image (DESIGN.md) and overlap is plain
+Coordinates: boxes are ``[N, 4]`` xyxy fractions of the image (docs/design.md) and overlap is plain
 area ratio. The official devkit measures integer pixel boxes whose corners are both inside the
 box, so a box from x1 to x2 is ``x2 - x1 + 1`` pixels wide; ``pixel=True`` uses that convention
 (give ground truths and detections in pixels: fractions times ``[W, H, W, H]`` of each image).

@@ -8,7 +8,7 @@ and learns, for each, class scores and a small correction. Map ``k`` of ``m`` ge
 and at every cell boxes of that scale with aspect ratios ``a_r``: width ``s_k * sqrt(a_r)``, height
 ``s_k / sqrt(a_r)``, plus one extra square box of scale ``s_k' = sqrt(s_k * s_{k+1})``.
 
-Order of the output (DESIGN.md, and the order of the network's outputs): map ``k`` (largest map
+Order of the output (docs/design.md, and the order of the network's outputs): map ``k`` (largest map
 first), then row ``i``, then column ``j``, then per cell
 ``[s_k square, s_k' square, (a, 1/a) for each ratio a]``; the cell centre is
 ``((j + 0.5) * step_k / image_size, (i + 0.5) * step_k / image_size)``.
@@ -195,7 +195,7 @@ SSD128_SHAPES = PriorConfig.from_scales(
 
 
 def cell_boxes_wh(cfg: PriorConfig, k: int, dtype: torch.dtype = torch.float32) -> Tensor:
-    """Width and height of the default boxes of one cell of map ``k``, in DESIGN.md order.
+    """Width and height of the default boxes of one cell of map ``k``, in docs/design.md order.
 
     Args:
         cfg: the configuration.

@@ -123,7 +123,7 @@ def test_output_rows_follow_default_box_order_reference_loop():
     with torch.no_grad():
         loc, logits = model(x)
         sources = model.backbone(x)
-        # slow reference: walk maps, rows, columns, boxes in DESIGN.md order
+        # slow reference: walk maps, rows, columns, boxes in docs/design.md order
         ref_loc, ref_logits = [], []
         for k, src in enumerate(sources):
             lo, co = model.loc_heads[k](src), model.conf_heads[k](src)  # [B, k*4, f, f]

@@ -189,7 +189,7 @@ def test_from_scales_small_image_and_one_map():
 
 
 def default_boxes_reference(cfg: PriorConfig) -> torch.Tensor:
-    """Nested loops over maps, rows, columns and boxes, written straight from DESIGN.md."""
+    """Nested loops over maps, rows, columns and boxes, written straight from docs/design.md."""
     rows = []
     for k, f in enumerate(cfg.feature_maps):
         s_k = cfg.min_sizes[k] / cfg.image_size

@@ -1,7 +1,7 @@
 """Checker for the head-flattening exercise (notebook 06).
 
 The student writes ``flatten_head(out, values_per_box) -> [B, H * W * k, n]`` for a head's output
-``out [B, k * n, H, W]``: one row per default box, in DESIGN.md order (row ``i``, column ``j``,
+``out [B, k * n, H, W]``: one row per default box, in docs/design.md order (row ``i``, column ``j``,
 box ``a``). The checker compares it with :func:`ssd_edu.model.flatten_head` on a map small enough
 to follow on paper, then on seeded random ones, and names the usual mistakes: reshaping without
 moving the channels last, columns before rows, and reading the channels as value-major.
@@ -22,7 +22,7 @@ HINT_NO_PERMUTE = (
     "[B, H, W, k*n], whose last axis holds the k boxes of one cell, then reshape."
 )
 HINT_COLUMNS_FIRST = (
-    "the rows come out with columns before rows (your order is j, i, box). DESIGN.md's order is "
+    "the rows come out with columns before rows (your order is j, i, box). docs/design.md's order is "
     "row i, then column j: permute to [B, H, W, k*n] (dims 0, 2, 3, 1), not [B, W, H, k*n]."
 )
 HINT_VALUE_MAJOR = (

@@ -2,7 +2,7 @@
 
 Every function draws on a matplotlib ``Axes`` it is given (or returns a new ``Figure``), so the
 notebooks, the ipywidgets explorers and the tests all call the same plain functions. Boxes are
-fractions of the image (DESIGN.md); the functions scale them to the pixels of the image shown.
+fractions of the image (docs/design.md); the functions scale them to the pixels of the image shown.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def plot_receptive_fields(ax: Axes, cfg, rfs, names: list[str] | None = None) ->
     if len(rfs) != m:
         raise ValueError(f"rfs must have one entry per feature map ({m}), got {len(rfs)}")
     x = np.arange(m)
-    # each cell's (w, h) in px, in DESIGN.md order: [s_k square, s'_k square, ratio pairs...]
+    # each cell's (w, h) in px, in docs/design.md order: [s_k square, s'_k square, ratio pairs...]
     wh = [cell_boxes_wh(cfg, k, torch.float64).numpy() * cfg.image_size for k in range(m)]
     s_k = np.array([b[0, 0] for b in wh])
     s_k_prime = np.array([b[1, 0] for b in wh])

@@ -20,7 +20,7 @@ from ssd_edu.viz.core import _CELL_BOX_COLOURS, show_image, square_image
 
 
 def cell_box_names(cfg, k: int) -> list[str]:
-    """Legend names of the boxes of one cell of map ``k``, in DESIGN.md order."""
+    """Legend names of the boxes of one cell of map ``k``, in docs/design.md order."""
     names = [r"1:1, side $s_k$", r"1:1, side $s'_k = \sqrt{s_k s_{k+1}}$"]
     for a in cfg.aspect_ratios[k]:
         names += [f"{a:g}:1 ($a_r = {a:g}$)", f"1:{a:g} ($a_r = 1/{a:g}$)"]
