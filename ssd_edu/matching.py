@@ -1,16 +1,14 @@
 """Matching: which default boxes are responsible for which object, and what they should predict.
 
 Training needs a target for every default box. SSD decides it in two steps (§2.2, "Matching
-strategy"), both measured by jaccard overlap (IoU):
+strategy"), both measured by jaccard overlap (IoU, :func:`ssd_edu.boxes.box_iou`):
 
 1. **Forced (bipartite) step.** Every object gets one default box of its own: the one that
    overlaps it most. Without this a small object, which no default box overlaps by 0.5, would
    never be trained on. When two objects want the same default box we pair greedily, as the
    released Caffe code does: repeatedly take the (object, default box) pair with the highest
-   overlap among the objects not yet paired and the default boxes not yet taken. The object that
-   overlaps the contested box more keeps it; the other takes its best box still free. Ties go to
-   the lower object index, then the lower default-box index. Every object gets a distinct default
-   box, as long as some free default box overlaps it at all (IoU > 0).
+   overlap among the objects not yet paired and the default boxes not yet taken. Ties go to the
+   lower object index, then the lower default-box index; a pair needs overlap > 0.
 2. **Threshold step.** Every other default box takes the object it overlaps most (ties: the lower
    object index) if that overlap is ``>= iou_threshold``. The paper says "higher than 0.5"; the two
    readings differ only at exact equality, and the common implementations count equality as a
@@ -20,10 +18,12 @@ A default box matched to no object is background. Positives get the offsets of e
 (:func:`ssd_edu.boxes.encode`, variances 0.1 and 0.2) and the object's class; background gets
 class 0 and location target 0 (finite, and ignored by the loss).
 
-Formats: ground truth ``gt_boxes`` ``[G, 4]`` xyxy fractions, ``gt_labels`` ``[G]`` integers in
-1..C; default boxes ``priors`` ``[P, 4]`` cxcywh fractions. The batched form takes lists of
-per-image ground truths (any count, zero included), pads them to the largest count with a
-validity mask, and matches the whole batch with tensor operations.
+Formats (docs/design.md): ground truth ``gt_boxes`` ``[G, 4]`` xyxy fractions, ``gt_labels``
+``[G]`` integers in 1..C; default boxes ``priors`` ``[P, 4]`` cxcywh fractions. A batch is a list
+of per-image ground truths (any count, zero included). The fast form, which pads a batch and
+matches it with one batched IoU, is :func:`ssd_edu.fast.matching.assign_targets_batch`.
+
+Paper: §2.2 "Matching strategy" and eq. 2.
 """
 
 from __future__ import annotations
@@ -32,176 +32,12 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torch.nn.utils.rnn import pad_sequence
 
 from ssd_edu.boxes import _check_boxes, box_iou, cxcywh_to_xyxy, encode
 
 
-def _check_threshold(iou_threshold: float) -> None:
-    if not 0 < iou_threshold <= 1:
-        raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold!r}")
-
-
-def _check_priors(priors: Tensor) -> None:
-    _check_boxes("priors", priors, ndim=2)
-    if priors.shape[0] == 0:
-        raise ValueError("priors must hold at least one default box, got shape [0, 4]")
-
-
-def _check_gt_values(name: str, boxes: Tensor, valid: Tensor, batched: bool) -> None:
-    """Reject NaN/inf and degenerate boxes among the valid rows of ``boxes`` ``[B, G, 4]``."""
-    bad_value = ~torch.isfinite(boxes).all(-1) & valid  # [B, G]
-    degenerate = ((boxes[..., 2] <= boxes[..., 0]) | (boxes[..., 3] <= boxes[..., 1])) & valid
-    problems = ((bad_value, "is not finite"), (degenerate, "is degenerate: need x2 > x1, y2 > y1"))
-    for mask, what in problems:
-        if mask.any():
-            b, g = (int(i) for i in torch.nonzero(mask)[0])
-            where = f"{name}[{b}][{g}]" if batched else f"{name}[{g}]"
-            values = ", ".join(f"{v:.4g}" for v in boxes[b, g].tolist())
-            raise ValueError(f"{where} = [{values}] {what}")
-
-
-def _check_gt_labels(name: str, labels: Tensor, valid: Tensor, batched: bool) -> None:
-    """Reject labels below 1 (0 is background) among the valid entries of ``labels`` ``[B, G]``."""
-    bad = (labels < 1) & valid  # [B, G]
-    if bad.any():
-        b, g = (int(i) for i in torch.nonzero(bad)[0])
-        where = f"{name}[{b}][{g}]" if batched else f"{name}[{g}]"
-        raise ValueError(
-            f"{where} = {int(labels[b, g])}: object labels must be >= 1 "
-            f"(label 0 is background and is never given as an object)"
-        )
-
-
-def _pad(
-    gt_boxes: Sequence[Tensor],
-    gt_labels: Sequence[Tensor] | None,
-    priors: Tensor,
-    batched: bool = True,
-) -> tuple[Tensor, Tensor | None, Tensor]:
-    """Validate per-image ground truth and pad it to ``[B, G_max, ...]`` with a validity mask.
-
-    Shapes are checked per image (metadata only); values are checked once on the padded batch.
-    Padding and value checks happen where the ground truth lives, with Python lengths: ground
-    truth handed over on the CPU (as a DataLoader gives it) is padded and checked there and then
-    sent to ``priors``' device in one copy per tensor, without waiting for the GPU. (Checking
-    values that already live on a GPU has to read a flag back, which waits for queued work.)
-    The results are on ``priors``' device, boxes in its dtype.
-    """
-    if isinstance(gt_boxes, Tensor) or not isinstance(gt_boxes, Sequence):
-        raise TypeError(
-            f"gt_boxes must be a list of [G_i, 4] tensors (one per image), "
-            f"got {type(gt_boxes).__name__}"
-        )
-    if gt_labels is not None:
-        if isinstance(gt_labels, Tensor) or not isinstance(gt_labels, Sequence):
-            raise TypeError(
-                f"gt_labels must be a list of [G_i] tensors (one per image), "
-                f"got {type(gt_labels).__name__}"
-            )
-        if len(gt_labels) != len(gt_boxes):
-            raise ValueError(
-                f"gt_labels has {len(gt_labels)} images but gt_boxes has {len(gt_boxes)}"
-            )
-    for b, boxes in enumerate(gt_boxes):
-        _check_boxes(f"gt_boxes[{b}]", boxes, ndim=2)
-        if gt_labels is not None:
-            labels = gt_labels[b]
-            if not isinstance(labels, Tensor):
-                raise TypeError(
-                    f"gt_labels[{b}] must be a torch.Tensor, got {type(labels).__name__}"
-                )
-            if labels.ndim != 1 or labels.shape[0] != boxes.shape[0]:
-                raise ValueError(
-                    f"gt_labels[{b}] must have shape [{boxes.shape[0]}] to line up with "
-                    f"gt_boxes[{b}] of shape {list(boxes.shape)}, got {list(labels.shape)}"
-                )
-            if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-                raise TypeError(f"gt_labels[{b}] must hold integers, got dtype {labels.dtype}")
-
-    device, dtype = priors.device, priors.dtype
-    batch = len(gt_boxes)
-    # pad on the ground truth's own device when all of it shares one, else on priors' device
-    given = list(gt_boxes) + list(gt_labels or [])
-    homes = {t.device for t in given}
-    home = homes.pop() if len(homes) == 1 else device
-    counts = [len(b) for b in gt_boxes]  # Python ints: the shapes are known without a sync
-    # at least one slot, so that every later tensor op sees G >= 1 (an empty slot is invalid)
-    g_max = max([1, *counts])
-    valid = torch.arange(g_max)[None, :] < torch.tensor(counts, dtype=torch.long)[:, None]  # [B, G]
-    valid = valid.reshape(batch, g_max).to(home, non_blocking=True)
-    boxes = _stack_padded([b.to(home, dtype) for b in gt_boxes], (batch, g_max, 4), dtype, home)
-    # padded slots hold the whole image: a harmless, non-degenerate box that encode can take
-    boxes = torch.where(valid[..., None], boxes, boxes.new_tensor([0.0, 0.0, 1.0, 1.0]))
-    _check_gt_values("gt_boxes", boxes, valid, batched)
-    labels = None
-    if gt_labels is not None:
-        labels = _stack_padded(  # [B, G]
-            [lab.to(home, torch.long) for lab in gt_labels], (batch, g_max), torch.long, home
-        )
-        _check_gt_labels("gt_labels", labels, valid, batched)
-        labels = labels.to(device, non_blocking=True)
-    return boxes.to(device, non_blocking=True), labels, valid.to(device, non_blocking=True)
-
-
-def _stack_padded(
-    rows: list[Tensor], shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
-) -> Tensor:
-    """Per-image tensors ``[G_i, ...]`` -> one zero-padded ``[B, G_max, ...]`` tensor."""
-    if not rows:
-        return torch.zeros(shape, dtype=dtype, device=device)
-    # pad_sequence copies each row into its slice: no data-dependent indexing, so no GPU sync
-    padded = pad_sequence(rows, batch_first=True)  # [B, max G_i, ...]
-    extra = shape[1] - padded.shape[1]  # 1 when every image is empty, else 0
-    if extra:
-        padded = torch.cat([padded, padded.new_zeros(shape[0], extra, *shape[2:])], dim=1)
-    return padded
-
-
-def _match_padded(gt: Tensor, valid: Tensor, priors: Tensor, iou_threshold: float) -> Tensor:
-    """Two-step matching of padded ground truth ``[B, G, 4]``, mask ``[B, G]`` -> ``[B, P]``."""
-    batch, g_max = valid.shape
-    num_priors = priors.shape[0]
-    iou = box_iou(gt, cxcywh_to_xyxy(priors))  # [B, G, P]; padded zeros give 0
-    iou.masked_fill_(~valid[..., None], -1.0)  # padded objects never win anything
-
-    # threshold step: each default box takes the object it overlaps most (first index on ties)
-    best_gt_iou, best_gt = iou.max(dim=1)  # [B, P]
-    matches = torch.where(best_gt_iou >= iou_threshold, best_gt, -1)  # [B, P]
-
-    # forced step, greedy pairing done in parallel rounds: a pair (object g, default box p) is
-    # taken when p is g's best free box AND g is p's best unpaired object. The best remaining
-    # pair always qualifies, and taking every qualifying pair at once gives exactly the greedy
-    # result (each is the best pair on both of its ends), usually in one or two rounds.
-    batch_idx = torch.arange(batch, device=iou.device)[:, None]  # [B, 1]
-    gt_idx = torch.arange(g_max, device=iou.device)[None, :]  # [1, G]
-    forced = torch.full((batch, g_max), -1, dtype=torch.long, device=iou.device)  # [B, G]
-    best_prior_iou, best_prior = iou.max(dim=2)  # [B, G], round one: nothing taken yet
-    while True:
-        open_gt = valid & (forced < 0) & (best_prior_iou > 0)  # [B, G] still to pair
-        # is g the best unpaired object of its best free box?
-        owner = best_gt.gather(1, best_prior)  # [B, G]
-        take = open_gt & (owner == gt_idx)  # [B, G]
-        forced = torch.where(take, best_prior, forced)
-        if not bool((open_gt & ~take).any()):
-            break
-        # conflicts (rare): hide the taken boxes and the paired objects, then look again
-        paired = forced >= 0  # [B, G]
-        taken = torch.zeros(batch, num_priors, dtype=torch.bool, device=iou.device)  # [B, P]
-        taken[batch_idx.expand_as(forced)[paired], forced[paired]] = True
-        iou.masked_fill_(taken[:, None, :], -1.0)  # [B, G, P]
-        iou[paired] = -1.0
-        best_prior_iou, best_prior = iou.max(dim=2)  # [B, G]
-        best_gt = iou.max(dim=1).indices  # [B, P]
-
-    # forced pairs override the threshold step; the forced boxes are distinct, so no clashes
-    paired = forced >= 0  # [B, G]
-    matches[batch_idx.expand_as(forced)[paired], forced[paired]] = gt_idx.expand_as(forced)[paired]
-    return matches
-
-
 def match(gt_boxes: Tensor, priors: Tensor, iou_threshold: float = 0.5) -> Tensor:
-    """Match default boxes to the ground truth of one image (forced step, then threshold step).
+    """Match default boxes to the ground truth of one image: forced step, then threshold step.
 
     Args:
         gt_boxes: ``[G, 4]`` xyxy fractions, non-degenerate (``x2 > x1``, ``y2 > y1``); G may be 0.
@@ -209,28 +45,39 @@ def match(gt_boxes: Tensor, priors: Tensor, iou_threshold: float = 0.5) -> Tenso
         iou_threshold: overlap at or above which a default box takes an object (0.5 in the paper).
 
     Returns:
-        ``[P]`` long: for each default box the index of its object in ``gt_boxes``, or -1 for
-        background. See the module docstring for the tie rules.
+        ``[P]`` long on ``priors``' device: for each default box the index of its object in
+        ``gt_boxes``, or -1 for background.
 
     Paper: §2.2 "Matching strategy".
     """
-    _check_threshold(iou_threshold)
-    _check_priors(priors)
-    _check_boxes("gt_boxes", gt_boxes, ndim=2)
-    gt, _, valid = _pad([gt_boxes], None, priors, batched=False)
-    return _match_padded(gt, valid, priors, iou_threshold)[0]
+    _check_settings(priors, iou_threshold)
+    _check_ground_truth(gt_boxes, None, priors)
+    gt = gt_boxes.to(priors.device, priors.dtype)
+    num_priors = priors.shape[0]
+    overlaps = box_iou(gt, cxcywh_to_xyxy(priors))  # [G, P]
 
+    # 1. forced step: the best remaining (object, default box) pair, until every object has one.
+    # argmax over the flattened matrix returns the first maximum in row-major order: the lower
+    # object index, then the lower default-box index, wins a tie.
+    forced = []  # (object, default box) pairs
+    free = overlaps.clone()  # [G, P]; -1 marks a paired object or a taken default box
+    for _ in range(len(gt)):
+        g, p = divmod(int(free.argmax()), num_priors)
+        if not free[g, p] > 0:  # no free default box overlaps any object left
+            break
+        forced.append((g, p))
+        free[g, :] = -1
+        free[:, p] = -1
 
-def _targets(
-    gt: Tensor, labels: Tensor, valid: Tensor, priors: Tensor, iou_threshold: float
-) -> tuple[Tensor, Tensor]:
-    matches = _match_padded(gt, valid, priors, iou_threshold)  # [B, P]
-    positive = matches >= 0  # [B, P]
-    index = matches.clamp(min=0)  # [B, P]; background reads slot 0 and is masked below
-    matched_boxes = gt.gather(1, index[..., None].expand(-1, -1, 4))  # [B, P, 4]
-    loc_t = torch.where(positive[..., None], encode(matched_boxes, priors), 0.0)  # [B, P, 4]
-    cls_t = torch.where(positive, labels.gather(1, index), 0)  # [B, P]
-    return loc_t, cls_t
+    # 2. threshold step: every default box takes its best object if the overlap is high enough
+    matches = torch.full((num_priors,), -1, dtype=torch.long, device=priors.device)  # [P]
+    if len(gt):
+        best_iou, best_gt = overlaps.max(dim=0)  # [P]; ties: the first (lower) object index
+        matches = torch.where(best_iou >= iou_threshold, best_gt, matches)
+    # the forced pairs override: their default boxes are distinct, so they never clash
+    for g, p in forced:
+        matches[p] = g
+    return matches
 
 
 def assign_targets(
@@ -251,19 +98,9 @@ def assign_targets(
 
     Paper: §2.2 "Matching strategy" and eq. 2.
     """
-    _check_threshold(iou_threshold)
-    _check_priors(priors)
-    _check_boxes("gt_boxes", gt_boxes, ndim=2)
-    if not isinstance(gt_labels, Tensor):
-        raise TypeError(f"gt_labels must be a torch.Tensor, got {type(gt_labels).__name__}")
-    if gt_labels.ndim != 1 or gt_labels.shape[0] != gt_boxes.shape[0]:
-        raise ValueError(
-            f"gt_labels must have shape [{gt_boxes.shape[0]}] to line up with gt_boxes of shape "
-            f"{list(gt_boxes.shape)}, got {list(gt_labels.shape)}"
-        )
-    gt, labels, valid = _pad([gt_boxes], [gt_labels], priors, batched=False)
-    loc_t, cls_t = _targets(gt, labels, valid, priors, iou_threshold)
-    return loc_t[0], cls_t[0]
+    _check_settings(priors, iou_threshold)
+    _check_ground_truth(gt_boxes, gt_labels, priors)
+    return _targets(gt_boxes, gt_labels, priors, iou_threshold)
 
 
 def assign_targets_batch(
@@ -272,11 +109,7 @@ def assign_targets_batch(
     priors: Tensor,
     iou_threshold: float = 0.5,
 ) -> tuple[Tensor, Tensor]:
-    """Training targets of a batch: :func:`assign_targets` for every image at once.
-
-    The ground truths are padded to the largest object count with a validity mask, and one
-    batched IoU ``[B, G_max, P]`` serves the whole batch: no Python loop over images or boxes
-    in the computation (only the per-image shape checks look at each list entry).
+    """Training targets of a batch: :func:`assign_targets` for each image, stacked.
 
     Args:
         gt_boxes: list of B tensors ``[G_i, 4]`` xyxy fractions (``G_i`` may be 0).
@@ -286,12 +119,103 @@ def assign_targets_batch(
 
     Returns:
         ``loc_t`` ``[B, P, 4]`` offsets (0 for background) and ``cls_t`` ``[B, P]`` long classes
-        (0 for background); image ``b`` gets what
-        ``assign_targets(gt_boxes[b], gt_labels[b], priors)`` gives.
+        (0 for background).
 
     Paper: §2.2 "Matching strategy" and eq. 2.
     """
-    _check_threshold(iou_threshold)
-    _check_priors(priors)
-    gt, labels, valid = _pad(gt_boxes, gt_labels, priors, batched=True)
-    return _targets(gt, labels, valid, priors, iou_threshold)
+    _check_settings(priors, iou_threshold)
+    _check_batch(gt_boxes, gt_labels)
+    num_priors = priors.shape[0]
+    loc_t = priors.new_zeros(len(gt_boxes), num_priors, 4)  # [B, P, 4]
+    cls_t = torch.zeros(len(gt_boxes), num_priors, dtype=torch.long, device=priors.device)
+    for b, (boxes, labels) in enumerate(zip(gt_boxes, gt_labels)):
+        _check_ground_truth(boxes, labels, priors, image=b)
+        loc_t[b], cls_t[b] = _targets(boxes, labels, priors, iou_threshold)
+    return loc_t, cls_t
+
+
+def _targets(
+    gt_boxes: Tensor, gt_labels: Tensor, priors: Tensor, iou_threshold: float
+) -> tuple[Tensor, Tensor]:
+    """``(loc_t [P, 4], cls_t [P])`` of one image whose inputs are already checked."""
+    matches = match(gt_boxes, priors, iou_threshold)  # [P]
+    positive = matches >= 0  # [P]
+    if len(gt_boxes) == 0:
+        return priors.new_zeros(priors.shape), torch.zeros_like(matches)
+    index = matches.clamp(min=0)  # [P]; background reads object 0 and is masked below
+    matched = gt_boxes.to(priors.device, priors.dtype)[index]  # [P, 4]
+    loc_t = torch.where(positive[:, None], encode(matched, priors), 0.0)  # [P, 4]
+    cls_t = torch.where(positive, gt_labels.to(priors.device, torch.long)[index], 0)  # [P]
+    return loc_t, cls_t
+
+
+# ---------------------------------------------------------------- input checks (shared by fast/)
+
+
+def _check_settings(priors: Tensor, iou_threshold: float) -> None:
+    if not 0 < iou_threshold <= 1:
+        raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold!r}")
+    _check_boxes("priors", priors, ndim=2)
+    if priors.shape[0] == 0:
+        raise ValueError("priors must hold at least one default box, got shape [0, 4]")
+
+
+def _check_batch(gt_boxes: Sequence[Tensor], gt_labels: Sequence[Tensor] | None) -> None:
+    """Raise unless the batch is a list of per-image tensors (labels as many as boxes)."""
+    for name, value in (("gt_boxes", gt_boxes), ("gt_labels", gt_labels)):
+        if value is not None and (isinstance(value, Tensor) or not isinstance(value, Sequence)):
+            raise TypeError(
+                f"{name} must be a list of [G_i{', 4' if name == 'gt_boxes' else ''}] tensors "
+                f"(one per image), got {type(value).__name__}"
+            )
+    if gt_labels is not None and len(gt_labels) != len(gt_boxes):
+        raise ValueError(f"gt_labels has {len(gt_labels)} images but gt_boxes has {len(gt_boxes)}")
+
+
+def _check_ground_truth(
+    boxes: Tensor, labels: Tensor | None, priors: Tensor, image: int | None = None
+) -> None:
+    """Raise a clear error unless one image's ground truth is well formed.
+
+    Boxes must be ``[G, 4]`` floats, finite and non-degenerate in ``priors``' dtype (the one they
+    are matched in); labels (when given) ``[G]`` integers ``>= 1``. The message names the image
+    (``gt_boxes[b]``) when ``image`` is given and the object (``gt_boxes[b][g]``) with its values.
+    """
+    _check_gt_shapes(boxes, labels, image)
+    _check_gt_values(boxes.to(priors.dtype), labels, image)
+
+
+def _check_gt_shapes(boxes: Tensor, labels: Tensor | None, image: int | None) -> None:
+    """Shapes and dtypes only: metadata, no need to read the values (no GPU sync)."""
+    at = "" if image is None else f"[{image}]"
+    _check_boxes(f"gt_boxes{at}", boxes, ndim=2)
+    if labels is None:
+        return
+    if not isinstance(labels, Tensor):
+        raise TypeError(f"gt_labels{at} must be a torch.Tensor, got {type(labels).__name__}")
+    if labels.ndim != 1 or labels.shape[0] != boxes.shape[0]:
+        raise ValueError(
+            f"gt_labels{at} must have shape [{boxes.shape[0]}] to line up with gt_boxes{at} of "
+            f"shape {list(boxes.shape)}, got {list(labels.shape)}"
+        )
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"gt_labels{at} must hold integers, got dtype {labels.dtype}")
+
+
+def _check_gt_values(boxes: Tensor, labels: Tensor | None, image: int | None) -> None:
+    """Finite, non-degenerate boxes and labels >= 1; the message shows the first bad object."""
+    at = "" if image is None else f"[{image}]"
+    bad = ~torch.isfinite(boxes).all(dim=1)  # [G]
+    degenerate = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])  # [G]
+    for mask, what in ((bad, "is not finite"), (degenerate, "is degenerate: need x2 > x1, y2 > y1")):
+        if mask.any():
+            g = int(torch.nonzero(mask)[0])
+            values = ", ".join(f"{v:.4g}" for v in boxes[g].tolist())
+            raise ValueError(f"gt_boxes{at}[{g}] = [{values}] {what}")
+    below = labels < 1 if labels is not None else torch.zeros(0, dtype=torch.bool)  # [G]
+    if below.any():
+        g = int(torch.nonzero(below)[0])
+        raise ValueError(
+            f"gt_labels{at}[{g}] = {int(labels[g])}: object labels must be >= 1 "
+            f"(label 0 is background and is never given as an object)"
+        )
