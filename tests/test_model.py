@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from ssd_edu.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ssd_edu.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from ssd_edu.model import (
     CAFFE_BGR_MEAN,
     SSD,

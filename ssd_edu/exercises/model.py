@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 
 from ssd_edu.exercises._common import ExerciseFailure, call_student, expect_close, passed
-from ssd_edu.model import flatten_head
+from ssd_edu.model.ssd import flatten_head
 
 HINT_NO_PERMUTE = (
     "a plain reshape of [B, k*n, H, W] walks the channels first, so a row mixes values of one "
@@ -22,8 +22,8 @@ HINT_NO_PERMUTE = (
     "[B, H, W, k*n], whose last axis holds the k boxes of one cell, then reshape."
 )
 HINT_COLUMNS_FIRST = (
-    "the rows come out with columns before rows (your order is j, i, box). docs/design.md's order is "
-    "row i, then column j: permute to [B, H, W, k*n] (dims 0, 2, 3, 1), not [B, W, H, k*n]."
+    "the rows come out with columns before rows (your order is j, i, box). docs/design.md's order "
+    "is row i, then column j: permute to [B, H, W, k*n] (dims 0, 2, 3, 1), not [B, W, H, k*n]."
 )
 HINT_VALUE_MAJOR = (
     "channel a * n + v holds value v of box a (the k boxes are the outer index, their n values "

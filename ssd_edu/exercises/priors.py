@@ -2,8 +2,8 @@
 
 The student writes ``map_default_boxes(f, step, image_size, min_size, max_size, aspect_ratios)``
 returning the ``[f * f * (2 + 2 * len(aspect_ratios)), 4]`` cxcywh default boxes of one ``f x f``
-feature map in docs/design.md order (row ``i``, then column ``j``, then per cell: the ``s_k`` square,
-the ``sqrt(s_k s_{k+1})`` square, then ``a`` and ``1/a`` for each ratio). The library's
+feature map in docs/design.md order (row ``i``, then column ``j``, then per cell: the ``s_k``
+square, the ``sqrt(s_k s_{k+1})`` square, then ``a`` and ``1/a`` for each ratio). The library's
 :func:`ssd_edu.priors.default_boxes` on a one-map config is the reference. When an answer is wrong
 the checker rebuilds the boxes with each usual mistake and names the one that matches.
 """
