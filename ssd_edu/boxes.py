@@ -77,9 +77,10 @@ def box_iou_paired(a: Tensor, b: Tensor) -> Tensor:
     """Jaccard overlap of paired boxes: ``a[..., n]`` with ``b[..., n]``, shapes broadcasting.
 
     ``J(A, B) = |A ∩ B| / |A ∪ B|``. A pair whose union is empty (two zero-area boxes) gives 0,
-    not NaN, so degenerate boxes can never poison matching, NMS or evaluation. This is the one
-    overlap formula of the package: :func:`box_iou` is this function on all pairs, and NMS and
-    evaluation call it on the pairs they need.
+    not NaN, so degenerate boxes can never poison matching, NMS or evaluation (NaN coordinates
+    do give NaN: the callers refuse them). This is the one overlap formula of the package:
+    :func:`box_iou` is this function on all pairs, and NMS and evaluation call it on the pairs
+    they need.
 
     Args:
         a: ``[..., 4]`` xyxy.
@@ -97,18 +98,25 @@ def box_iou_paired(a: Tensor, b: Tensor) -> Tensor:
         torch.broadcast_shapes(a.shape, b.shape)
     except RuntimeError:
         raise ValueError(f"a {list(a.shape)} and b {list(b.shape)} do not broadcast") from None
-    # one coordinate at a time: each step is a contiguous tensor of the output's shape
-    ax1, ay1, ax2, ay2 = a.unbind(-1)
-    bx1, by1, bx2, by2 = b.unbind(-1)
+    # each coordinate as its own contiguous tensor, so that every step reads unit strides
+    return _iou(a.movedim(-1, 0).contiguous(), b.movedim(-1, 0).contiguous())
+
+
+def _iou(a: Tensor, b: Tensor) -> Tensor:
+    """:func:`box_iou_paired` on coordinates-first tensors ``[4, ...]`` (rows x1, y1, x2, y2),
+    without input checks: for NMS, which keeps its boxes that way and calls it many times."""
+    ax1, ay1, ax2, ay2 = a
+    bx1, by1, bx2, by2 = b
     # disjoint boxes overlap by 0, hence the clamps (in place: these are fresh temporaries)
     w = torch.minimum(ax2, bx2).sub_(torch.maximum(ax1, bx1)).clamp_(min=0)
     h = torch.minimum(ay2, by2).sub_(torch.maximum(ay1, by1)).clamp_(min=0)
     inter = w.mul_(h)
-    union = (box_area(a) + box_area(b)).sub_(inter)
-    # where the union is 0 the intersection is 0 too: define the overlap as 0 instead of 0/0
-    # (divide by 1 there; clamping the union at a floor would distort tiny but nonzero unions)
-    nonempty = union > 0
-    return inter.div_(union.masked_fill_(~nonempty, 1.0)).masked_fill_(~nonempty, 0.0)
+    area_a = (ax2 - ax1).clamp_(min=0).mul_((ay2 - ay1).clamp_(min=0))  # box_area's arithmetic
+    area_b = (bx2 - bx1).clamp_(min=0).mul_((by2 - by1).clamp_(min=0))
+    union = (area_a + area_b).sub_(inter)
+    # an empty union has an empty intersection: divide 0 by 1 there instead of 0 by 0 (clamping
+    # the union at a floor instead would distort tiny but nonzero unions)
+    return inter.div_(union.masked_fill_(union <= 0, 1.0))
 
 
 def box_iou(a: Tensor, b: Tensor) -> Tensor:

@@ -207,7 +207,8 @@ def _check_gt_values(boxes: Tensor, labels: Tensor | None, image: int | None) ->
     at = "" if image is None else f"[{image}]"
     bad = ~torch.isfinite(boxes).all(dim=1)  # [G]
     degenerate = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])  # [G]
-    for mask, what in ((bad, "is not finite"), (degenerate, "is degenerate: need x2 > x1, y2 > y1")):
+    problems = ((bad, "is not finite"), (degenerate, "is degenerate: need x2 > x1, y2 > y1"))
+    for mask, what in problems:
         if mask.any():
             g = int(torch.nonzero(mask)[0])
             values = ", ".join(f"{v:.4g}" for v in boxes[g].tolist())

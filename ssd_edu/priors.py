@@ -76,8 +76,8 @@ class PriorConfig:
                 raise ValueError(f"feature_maps[{k}] must be a positive int, got {f!r}")
         for name in ("steps", "min_sizes", "max_sizes"):
             for k, v in enumerate(getattr(self, name)):
-                if not v > 0:
-                    raise ValueError(f"{name}[{k}] must be positive, got {v!r}")
+                if not 0 < v < math.inf:  # NaN fails both comparisons
+                    raise ValueError(f"{name}[{k}] must be positive and finite, got {v!r}")
         for k, (lo, hi) in enumerate(zip(self.min_sizes, self.max_sizes)):
             if hi < lo:
                 raise ValueError(
@@ -86,9 +86,9 @@ class PriorConfig:
                 )
         for k, ratios in enumerate(self.aspect_ratios):
             for a in ratios:
-                if not a > 1:
+                if not 1 < a < math.inf:
                     raise ValueError(
-                        f"aspect_ratios[{k}] contains {a!r}; give ratios > 1 only "
+                        f"aspect_ratios[{k}] contains {a!r}; give finite ratios > 1 only "
                         f"(each ratio a adds both a and 1/a, and ratio 1 is always present)"
                     )
 

@@ -1,4 +1,5 @@
-"""NMS and detection output: hand-worked boxes, a brute-force greedy loop, properties, limits."""
+"""The reference NMS and detection output: hand-worked boxes, brute-force loops, properties,
+limits. tests/test_fast_nms.py holds the fast layer equal to these."""
 
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ import torch  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-import ssd_edu.nms as nms_module  # noqa: E402
 from ssd_edu.boxes import box_iou, decode  # noqa: E402
-from ssd_edu.nms import _pairwise_iou, batched_nms, detect, nms, score_candidates  # noqa: E402
+from ssd_edu.nms import batched_nms, detect, nms, score_candidates  # noqa: E402
 from ssd_edu.priors import SSD128_SHAPES, default_boxes  # noqa: E402
 
 # ------------------------------------------------------------------ slow, obvious references
@@ -127,18 +127,8 @@ def test_follows_dtype_float64_and_one_box():
 # ------------------------------------------------------------------ nms: against the reference
 
 
-def test_pairwise_iou_is_box_iou_exactly():
-    g = torch.Generator().manual_seed(3)
-    boxes = random_boxes(70, g)
-    boxes[5] = torch.tensor([0.3, 0.3, 0.3, 0.3])  # a point: empty union with itself
-    table = torch.cat((boxes.T, (boxes[:, 2:] - boxes[:, :2]).clamp(min=0).prod(1)[None]))
-    i, j = torch.arange(0, 70, 3), torch.arange(70)
-    assert torch.equal(_pairwise_iou(table, i, j), box_iou(boxes[i], boxes[j]))
-
-
-@pytest.mark.parametrize("block_size", [1, 7, 128])
-def test_nms_matches_brute_force_on_random_sets(block_size):
-    g = torch.Generator().manual_seed(block_size)
+def test_nms_matches_brute_force_on_random_sets():
+    g = torch.Generator().manual_seed(7)
     for trial in range(30):
         n = int(torch.randint(0, 60, (1,), generator=g))
         boxes = random_boxes(n, g)
@@ -146,7 +136,7 @@ def test_nms_matches_brute_force_on_random_sets(block_size):
         if trial % 3 == 0:
             scores = (scores * 4).floor() / 4  # many equal scores
         threshold = [0.0, 0.3, 0.45, 0.5, 0.7, 1.0][trial % 6]
-        kept = nms(boxes, scores, threshold, block_size=block_size)
+        kept = nms(boxes, scores, threshold)
         assert kept.tolist() == greedy_reference(boxes, scores, threshold), (trial, threshold)
 
 
@@ -171,10 +161,10 @@ def _tensors(items):
 
 
 @settings(max_examples=80, deadline=None)
-@given(box_sets, st.sampled_from([0.0, 0.25, 1 / 3, 0.45, 0.5, 1.0]), st.integers(2, 9))
-def test_nms_matches_brute_force_on_grid_boxes(items, threshold, block_size):
+@given(box_sets, st.sampled_from([0.0, 0.25, 1 / 3, 0.45, 0.5, 1.0]))
+def test_nms_matches_brute_force_on_grid_boxes(items, threshold):
     boxes, scores = _tensors(items)
-    kept = nms(boxes, scores, threshold, block_size=block_size)
+    kept = nms(boxes, scores, threshold)
     assert kept.tolist() == greedy_reference(boxes, scores, threshold)
 
 
@@ -200,9 +190,8 @@ def test_batched_keeps_overlapping_boxes_of_different_classes():
     assert batched_nms(boxes, scores, classes, 0.5).tolist() == [0, 1]
 
 
-@pytest.mark.parametrize("block_size", [3, 128])
-def test_batched_matches_per_class_loops(block_size):
-    g = torch.Generator().manual_seed(11 + block_size)
+def test_batched_matches_per_class_loops():
+    g = torch.Generator().manual_seed(11)
     for trial in range(24):
         n = int(torch.randint(0, 70, (1,), generator=g))
         boxes = random_boxes(n, g)
@@ -211,7 +200,7 @@ def test_batched_matches_per_class_loops(block_size):
             scores = (scores * 5).floor() / 5  # ties inside and across classes
         classes = torch.randint(0, 4, (n,), generator=g)
         threshold = [0.3, 0.45, 0.6][trial % 3]
-        got = batched_nms(boxes, scores, classes, threshold, block_size=block_size)
+        got = batched_nms(boxes, scores, classes, threshold)
         assert got.tolist() == per_class_reference(boxes, scores, classes, threshold), trial
 
 
@@ -227,11 +216,10 @@ def small_outputs(batch: int, num_classes: int, seed: int, background: float = 0
     return loc, logits, priors
 
 
-@pytest.mark.parametrize("all_at_once", [False, True])
-def test_detect_matches_loop_reference(all_at_once):
+def test_detect_matches_loop_reference():
     loc, logits, priors = small_outputs(2, 4, seed=0, background=3.0)
     settings_ = dict(score_threshold=0.05, iou_threshold=0.45, top_k=30)
-    got = detect(loc, logits, priors, candidates_per_class=20, all_at_once=all_at_once, **settings_)
+    got = detect(loc, logits, priors, candidates_per_class=20, **settings_)
     want = detect_reference(loc, logits, priors, per_class=20, **settings_)
     for (boxes, scores, labels), (w_boxes, w_scores, w_labels) in zip(got, want):
         assert torch.equal(labels, w_labels)
@@ -263,52 +251,6 @@ def test_detect_is_nms_over_score_candidates():
         keep = batched_nms(c_boxes, c_scores, c_labels, 0.45)[:200]
         assert torch.equal(boxes, c_boxes[keep]) and torch.equal(labels, c_labels[keep])
         assert torch.equal(scores, c_scores[keep])
-
-
-@pytest.mark.parametrize(
-    ("seed", "background", "kwargs"),
-    [
-        (0, 0.0, {}),  # flat: every class full of candidates
-        (1, 3.0, {}),  # confident background: few candidates, classes of different lengths
-        (2, 1.0, dict(top_k=17, candidates_per_class=9)),
-        (3, 2.0, dict(score_threshold=0.3, iou_threshold=0.6)),
-        (4, 0.0, dict(iou_threshold=0.0, top_k=1000)),  # any overlap suppresses
-        (5, 1.0, dict(iou_threshold=1.0)),  # nothing suppresses
-    ],
-)
-def test_detect_all_at_once_equals_image_by_image(seed, background, kwargs, monkeypatch):
-    loc, logits, priors = small_outputs(5, 6, seed=seed, background=background)
-    logits = (logits * 2).round() / 2  # equal scores within and across classes
-    logits[3, :, 0] = 60.0  # an image without detections
-    want = detect(loc, logits, priors, all_at_once=False, **kwargs)
-    # a tiny chunk: the images are resolved a few at a time
-    monkeypatch.setattr(nms_module, "_MAX_PAIRS", 1)
-    got = detect(loc, logits, priors, all_at_once=True, **kwargs)
-    assert len(got) == len(want) == 5 and len(got[3][0]) == 0
-    for (boxes, scores, labels), (w_boxes, w_scores, w_labels) in zip(got, want, strict=True):
-        assert torch.equal(labels, w_labels) and torch.equal(scores, w_scores)
-        assert torch.equal(boxes, w_boxes)
-        assert boxes.dtype == w_boxes.dtype and labels.dtype == w_labels.dtype
-
-
-def test_detect_all_at_once_rejects_what_score_candidates_rejects():
-    loc, logits, priors = small_outputs(1, 3, seed=0)
-    with pytest.raises(ValueError, match="candidates_per_class must be a positive int, got 0"):
-        detect(loc, logits, priors, candidates_per_class=0, all_at_once=True)
-    with pytest.raises(ValueError, match=r"logits must have shape \[B, P, C\]"):
-        detect(loc, logits[:, :-1], priors, all_at_once=True)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_detect_on_cuda_matches_the_cpu():
-    # CUDA's default is the all-at-once method; the CPU's is image by image
-    loc, logits, priors = small_outputs(4, 6, seed=7, background=2.0)
-    want = detect(loc, logits, priors)
-    got = detect(loc.cuda(), logits.cuda(), priors.cuda())
-    for (boxes, scores, labels), (w_boxes, w_scores, w_labels) in zip(got, want, strict=True):
-        assert torch.equal(labels.cpu(), w_labels)
-        torch.testing.assert_close(scores.cpu(), w_scores)
-        torch.testing.assert_close(boxes.cpu(), w_boxes)
 
 
 def test_score_candidates_rejects_bad_cap():
@@ -356,22 +298,9 @@ def test_detect_image_without_detections():
     assert len(out[0][0]) > 0
 
 
-def test_detect_never_builds_a_large_overlap_matrix(monkeypatch):
-    sizes = []
-    original = nms_module._pairwise_iou
-
-    def spy(table, i, j):
-        sizes.append(len(i) * len(j))
-        return original(table, i, j)
-
-    monkeypatch.setattr(nms_module, "_pairwise_iou", spy)
-    loc, logits, priors = small_outputs(1, 21, seed=3)  # 20 classes, all above 0.01
-    detect(loc, logits, priors, candidates_per_class=300)
-    # a block of BLOCK_SIZE boxes against at most one class's candidates
-    assert max(sizes) <= nms_module.BLOCK_SIZE * 300
-
-
 # ------------------------------------------------------------------ bad inputs
+
+PRIORS4 = torch.tensor([[0.5, 0.5, 0.2, 0.2]] * 4)
 
 
 @pytest.mark.parametrize(
@@ -380,7 +309,16 @@ def test_detect_never_builds_a_large_overlap_matrix(monkeypatch):
         (lambda: nms(torch.zeros(3, 5), torch.zeros(3), 0.5), ValueError, r"boxes .*\[3, 5\]"),
         (lambda: nms(torch.zeros(3, 4), torch.zeros(2), 0.5), ValueError, r"scores .*got \[2\]"),
         (lambda: nms(torch.zeros(3, 4), torch.zeros(3), 1.5), ValueError, "iou_threshold .*1.5"),
-        (lambda: nms(torch.zeros(3, 4), torch.zeros(3), 0.5, block_size=0), ValueError, "block"),
+        (
+            lambda: nms(torch.tensor([[0.0, 0, 1, 1]] * 2), torch.tensor([0.5, float("nan")]), 0.5),
+            ValueError,
+            r"scores\[1\] is NaN",
+        ),
+        (
+            lambda: detect(torch.full((1, 4, 4), float("nan")), torch.zeros(1, 4, 3), PRIORS4),
+            ValueError,
+            "loc of image 0 is NaN at default box 0",
+        ),
         (lambda: nms(torch.zeros(3, 4, dtype=torch.long), torch.zeros(3), 0.5), TypeError, "float"),
         (
             lambda: batched_nms(torch.zeros(3, 4), torch.zeros(3), torch.zeros(2).long(), 0.5),

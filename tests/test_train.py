@@ -6,6 +6,7 @@ The runs are tiny (a 16-channel ssd_small, batches of 4) so the whole file stays
 from __future__ import annotations
 
 import os
+import re
 import socket
 
 import pytest
@@ -14,6 +15,7 @@ import torch.multiprocessing as mp
 
 from ssd_edu import checkpoint as ckpt
 from ssd_edu import train as train_module
+from ssd_edu.fast import engine as engine_module
 from ssd_edu.data import SHAPE_CLASSES, ShapesDataset
 from ssd_edu.model import ssd_small
 from ssd_edu.train import NonFiniteLossError, TrainConfig, lr_factor, read_log
@@ -98,10 +100,14 @@ def test_lr_factor_without_warmup():
     [
         ({"model": "yolo"}, "model must be"),
         ({"amp": "fp8"}, "amp must be"),
-        ({"batch_size": 0}, "batch_size must be at least 1, got 0"),
+        ({"batch_size": 0}, "batch_size must be an int at least 1, got 0"),
         ({"lr": 0.0}, "lr must be positive"),
-        ({"lr_steps": (100, 50)}, r"lr_steps must be increasing, got \(100, 50\)"),
-        ({"num_workers": -1}, "num_workers must be >= 0"),
+        ({"lr_steps": (100, 50)}, r"lr_steps must be increasing iterations, got \(100, 50\)"),
+        ({"num_workers": -1}, "num_workers must be an int >= 0"),
+        ({"lr": float("inf")}, "lr must be positive and finite, got inf"),
+        ({"momentum": 1.0}, r"momentum must be in \[0, 1\), got 1.0"),
+        ({"iou_threshold": 0.0}, r"iou_threshold must be in \(0, 1\], got 0.0"),
+        ({"warmup_iters": -5}, "warmup_iters must be an int >= 0, got -5"),
     ],
 )
 def test_bad_config_is_rejected(kwargs, message):
@@ -268,7 +274,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     with pytest.raises(NonFiniteLossError) as info:
         train(cfg, tiny_model(), PoisonedShapes(8, bad_index=5), SHAPE_CLASSES, progress=False)
     message = str(info.value)
-    failed = int(message.split("non-finite loss in iteration ")[1].split(" ")[0])
+    failed = int(re.search(r"non-finite values in iteration (\d+)", message).group(1))
     assert failed in (3, 4)
     assert "5" in message.split("dataset indices [")[1].split("]")[0].split(", ")
     assert "shapes-0-5" in message  # the image id, as the dataset names it
@@ -282,13 +288,13 @@ def test_deferred_guard_skips_the_bad_step_and_names_it(tmp_path, monkeypatch):
     # the CUDA form of the guard (flag read one iteration late, fused SGD skipping the step on
     # the device), forced on the CPU: the error names the bad iteration, and the weights are
     # exactly those of a clean run stopped just before it, although the loop ran one step on
-    monkeypatch.setattr(train_module, "_deferred_guard", lambda device, cfg: True)
+    monkeypatch.setattr(engine_module, "_deferred_guard", lambda device, cfg: True)
     cfg = tiny_cfg(tmp_path, "deferred", max_iters=8, log_every=100)
     model = tiny_model()
     with pytest.raises(NonFiniteLossError) as info:
         train(cfg, model, PoisonedShapes(8, bad_index=5), SHAPE_CLASSES, progress=False)
     message = str(info.value)
-    failed = int(message.split("non-finite loss in iteration ")[1].split(" ")[0])
+    failed = int(re.search(r"non-finite values in iteration (\d+)", message).group(1))
     assert failed in (3, 4)
     assert "5" in message.split("dataset indices [")[1].split("]")[0].split(", ")
     assert "no checkpoint had been written yet" in message

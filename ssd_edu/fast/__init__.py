@@ -1,4 +1,5 @@
-"""The fast layer: the references of ssd_edu rewritten for speed, each tested equal to its reference.
+"""The fast layer: the references of ssd_edu rewritten for speed, each tested equal to its
+reference.
 
 A student reads the reference modules (``ssd_edu/matching.py``, ``nms.py``, ``evaluate.py``, the
 data transforms, ``step.py``); an engineer reads these. Each module here imports its reference

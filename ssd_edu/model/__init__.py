@@ -19,7 +19,7 @@ from ssd_edu.model.anatomy import (
     receptive_fields,
 )
 from ssd_edu.model.backbones import VGG16_CONV_NAMES, L2Norm, SmallBackbone, VGG16Backbone
-from ssd_edu.model.ssd import SSD, flatten_head, ssd300, ssd512, ssd_small
+from ssd_edu.model.ssd import SSD, flatten_head, ssd300, ssd512, ssd_small, unwrap
 from ssd_edu.model.vgg_weights import (
     CAFFE_BGR_MEAN,
     LoadSummary,
@@ -45,4 +45,5 @@ __all__ = [
     "ssd300",
     "ssd512",
     "ssd_small",
+    "unwrap",
 ]

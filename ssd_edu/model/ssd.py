@@ -228,3 +228,13 @@ def ssd_small(num_classes: int, cfg: PriorConfig = SSD128_SHAPES, width: int = 1
         width: channels of each source map.
     """
     return SSD(cfg, SmallBackbone(len(cfg.feature_maps), width), num_classes)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain SSD inside ``DistributedDataParallel`` and/or ``torch.compile`` wrappers.
+
+    Its state dict has the plain parameter names (no ``module.`` or ``_orig_mod.`` prefix), so a
+    checkpoint saved from it loads into a fresh model.
+    """
+    model = getattr(model, "module", model)  # DistributedDataParallel
+    return getattr(model, "_orig_mod", model)  # torch.compile

@@ -32,7 +32,7 @@ def plot_training_log(rows, title: str | None = None) -> Figure:
         mAP (drawn only where it was measured).
     """
     if isinstance(rows, (str, os.PathLike)):
-        from ssd_edu.train import read_log
+        from ssd_edu.runlog import read_log
 
         rows = read_log(rows)
     fig, (ax_loss, ax_map) = plt.subplots(1, 2, figsize=(10, 3.6))
