@@ -56,7 +56,7 @@ from ssd_edu.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from ssd_edu.data.batch_photometric import finish_batch
+from ssd_edu.fast.photometric import finish_batch
 
 
 @dataclass
@@ -975,7 +975,8 @@ def _main_shapes(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
 
 
 def _main_voc(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
-    from ssd_edu.data import VOC_CLASSES, EvalTransform, TrainTransform, VOCDetection
+    from ssd_edu.data import VOC_CLASSES, EvalTransform, VOCDetection
+    from ssd_edu.fast.augment import FastTrainTransform
     from ssd_edu.model import load_vgg16_backbone, ssd300, ssd512
 
     root = Path(args.voc_root)
@@ -995,7 +996,7 @@ def _main_voc(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     # on a GPU the augmentation workers set the pace: leave the photometric distortion to the
     # device, one batched step per iteration (on the CPU the workers do it faster)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    transform = TrainTransform(size, defer_photometric=device.type == "cuda")
+    transform = FastTrainTransform(size, defer_photometric=device.type == "cuda")
     # the paper's 07+12: VOC2007 trainval + VOC2012 trainval (whichever of the two is present)
     years = tuple(y for y in ("2007", "2012") if (root / f"VOC{y}").is_dir())
     train_set = VOCDetection(

@@ -1,0 +1,1 @@
+"""The fast layer; see docs/design.md."""
