@@ -9,10 +9,11 @@ Rows:
 - on CUDA, SSD300 (21 classes), bf16 autocast, channels_last, batch 32 and 64: the compute alone
   (the same batch again and again, already on the GPU);
 - the data pipeline alone: the training DataLoader (toy-VOC JPEGs from make_toy_voc, the paper's
-  augmentation in worker processes, pinned memory on CUDA) iterated with no model: the ceiling the
-  CPU sets on the whole pipeline; once with the photometric distortion in the workers and once
-  deferred to the device (``TrainTransform(defer_photometric=True)``, what the VOC CLI does on a
-  GPU; on CUDA the rate includes ``finish_batch``, on the CPU it is the workers' alone);
+  augmentation in worker processes as ``FastTrainTransform``, pinned memory on CUDA) iterated with
+  no model: the ceiling the CPU sets on the whole pipeline; once with the photometric distortion
+  in the workers and once deferred to the device (``FastTrainTransform(defer_photometric=True)``,
+  what the VOC CLI does on a GPU; on CUDA the rate includes ``finish_batch``, on the CPU it is the
+  workers' alone);
 - on CUDA, the whole pipeline: :func:`ssd_edu.train.train` on those JPEGs, batch 32 and 64, with
   the photometric distortion deferred to the GPU, and batch 64 with it in the workers. The goal is
   1000 images/s on one H100, so that 120k iterations of 32 take about an hour.
@@ -115,10 +116,11 @@ def bench_ssd300_cuda(batch_size: int) -> None:
 
 
 def toy_voc(root: Path, defer_photometric: bool):
-    from ssd_edu.data import TrainTransform, VOCDetection, make_toy_voc
+    from ssd_edu.data import VOCDetection, make_toy_voc
+    from ssd_edu.fast.augment import FastTrainTransform
 
     make_toy_voc(root, 600, seed=0)
-    transform = TrainTransform(300, defer_photometric=defer_photometric)
+    transform = FastTrainTransform(300, defer_photometric=defer_photometric)
     return VOCDetection(root, image_set="trainval", transform=transform)
 
 
@@ -130,7 +132,7 @@ def bench_loader_alone(defer_photometric: bool, batch_size: int = 32, batches: i
     """The training DataLoader with no model: how fast the workers make augmented batches."""
     from torch.utils.data import DataLoader
 
-    from ssd_edu.data import finish_batch
+    from ssd_edu.fast.photometric import finish_batch
     from ssd_edu.train import _collate, _EpochBatches, _SeededItems
 
     cuda = torch.cuda.is_available()
@@ -168,7 +170,7 @@ def bench_loader_alone(defer_photometric: bool, batch_size: int = 32, batches: i
         del it, loader
     report(
         TOPIC,
-        f"training DataLoader alone (toy-VOC JPEG + TrainTransform), batch {batch_size}, "
+        f"training DataLoader alone (toy-VOC JPEG + FastTrainTransform), batch {batch_size}, "
         f"{_where(defer_photometric)}",
         batches * batch_size / seconds,
         "images/s",

@@ -176,9 +176,9 @@ def test_resume_is_bit_identical(tmp_path):
 
 def test_resume_is_bit_identical_with_deferred_photometric(tmp_path):
     # the batched photometric step is deterministic too: resuming gives the same weights
-    from ssd_edu.data import TrainTransform
+    from ssd_edu.fast.augment import FastTrainTransform
 
-    train_set = ShapesDataset(8, transform=TrainTransform(128, defer_photometric=True))
+    train_set = ShapesDataset(8, transform=FastTrainTransform(128, defer_photometric=True))
     straight = train(
         tiny_cfg(tmp_path, "a", max_iters=4), tiny_model(), train_set, SHAPE_CLASSES, progress=False
     )
@@ -230,9 +230,10 @@ def test_evaluation_is_logged(tmp_path):
 
 
 def test_deferred_photometric_items_reach_the_model_finished(tmp_path):
-    # TrainTransform(defer_photometric=True) hands train() uint8 images and the photometric
+    # FastTrainTransform(defer_photometric=True) hands train() uint8 images and the photometric
     # work; the model must see what the CPU path would have given it (to a few grey levels)
-    from ssd_edu.data import IMAGENET_STD, TrainTransform
+    from ssd_edu.data import IMAGENET_STD
+    from ssd_edu.fast.augment import FastTrainTransform
 
     def first_batch(transform) -> torch.Tensor:
         seen = []
@@ -242,8 +243,8 @@ def test_deferred_photometric_items_reach_the_model_finished(tmp_path):
         train(tiny_cfg(tmp_path, "defer", max_iters=1), model, data, SHAPE_CLASSES, progress=False)
         return seen[0]
 
-    cpu = first_batch(TrainTransform(128))
-    deferred = first_batch(TrainTransform(128, defer_photometric=True))
+    cpu = first_batch(FastTrainTransform(128))
+    deferred = first_batch(FastTrainTransform(128, defer_photometric=True))
     assert deferred.dtype == torch.float32 and deferred.shape == cpu.shape == (4, 3, 128, 128)
     levels = (deferred - cpu).abs() * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
     assert levels.max() <= 8.01 and levels.mean() < 0.5

@@ -1,8 +1,10 @@
-"""The paper's augmentation: hand-worked geometry, a plain reference, invariants, determinism."""
+"""The paper's augmentation (reference layer): hand-worked steps, boxes that follow the pixels,
+the draw's random stream pinned, invariants, determinism."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import numpy as np
 import pytest
@@ -24,7 +26,18 @@ from ssd_edu.data import (
     photometric_distort,
     sample_patch,
 )
-from ssd_edu.data.transforms import Augmentation, _patches, render_window, window_boxes
+from ssd_edu.data.geometry import (
+    MAX_TRIALS,
+    canvas_pixels,
+    crop,
+    flip,
+    patch_pixels,
+    trial_patches,
+    window_boxes,
+    zoom_out,
+)
+from ssd_edu.data.photometric import draw_photometric
+from ssd_edu.data.transforms import _N_DRAWS, Augmentation, mean_colour
 
 
 def smooth_image(width: int = 120, height: int = 80) -> Image.Image:
@@ -99,7 +112,7 @@ def test_normalize_and_denormalize():
 
 def test_patches_follow_the_released_sampler():
     u = torch.rand(5000, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    p = _patches(u.numpy())
+    p = trial_patches(u).numpy()
     w, h = p[:, 2] - p[:, 0], p[:, 3] - p[:, 1]
     assert p.min() >= 0 and p.max() <= 1 + 1e-12
     np.testing.assert_array_less(0.3**2 - 1e-9, w * h)  # area = s^2, s in [0.3, 1]
@@ -113,7 +126,7 @@ def test_sample_patch_meets_min_iou(min_iou):
     boxes = torch.cat((BOXES, torch.tensor([[0.05, 0.1, 0.95, 0.9]])))
     met = 0
     for _ in range(50):
-        u = torch.rand(50, 4, generator=g, dtype=torch.float64).numpy()
+        u = torch.rand(50, 4, generator=g, dtype=torch.float64)
         patch, best = sample_patch(boxes, min_iou, u)
         if patch is not None:
             met += 1
@@ -124,13 +137,8 @@ def test_sample_patch_meets_min_iou(min_iou):
 
 
 def test_sample_patch_without_objects():
-    u = np.random.default_rng(0).random((50, 4))
+    u = torch.rand(50, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     assert sample_patch(torch.zeros(0, 4), None, u) == (None, 0.0)
-
-
-# ---------------------------------------------------------------------------------------------
-# a plain reference: build the zoom-out canvas for real, crop it, follow each box with loops
-# ---------------------------------------------------------------------------------------------
 
 
 def _reference_iou(patch, boxes) -> list[float]:
@@ -144,53 +152,204 @@ def _reference_iou(patch, boxes) -> list[float]:
     return out
 
 
-def _reference(image: Image.Image, boxes: torch.Tensor, aug: Augmentation, size: int):
-    """Zoom out on a real canvas, crop, resize, flip: slow and obvious."""
-    w, h = image.size
-    r, ex, ey = aug.expand if aug.expand is not None else (1.0, 0.0, 0.0)
-    cw, ch = w * r, h * r  # canvas size in (fractional) pixels
-    ox, oy = (r - 1) * ex * w, (r - 1) * ey * h
-    canvas = Image.new("RGB", (round(cw), round(ch)), tuple(round(255 * m) for m in IMAGENET_MEAN))
-    canvas.paste(image, (round(ox), round(oy)))
-    crop = aug.crop if aug.crop is not None else (0.0, 0.0, 1.0, 1.0)
-    px = (crop[0] * cw, crop[1] * ch, crop[2] * cw, crop[3] * ch)
-    inside = (px[0], px[1], min(px[2], canvas.size[0]), min(px[3], canvas.size[1]))
-    out = canvas.resize((size, size), Image.Resampling.BILINEAR, box=inside)
-    kept = []
-    for b in boxes.tolist():
-        bx = [b[0] * w + ox, b[1] * h + oy, b[2] * w + ox, b[3] * h + oy]  # canvas pixels
-        cx, cy = (bx[0] + bx[2]) / 2, (bx[1] + bx[3]) / 2
-        if aug.crop is not None and not (px[0] <= cx <= px[2] and px[1] <= cy <= px[3]):
-            continue
-        nb = [
-            min(max((bx[0] - px[0]) / (px[2] - px[0]), 0), 1),
-            min(max((bx[1] - px[1]) / (px[3] - px[1]), 0), 1),
-            min(max((bx[2] - px[0]) / (px[2] - px[0]), 0), 1),
-            min(max((bx[3] - px[1]) / (px[3] - px[1]), 0), 1),
-        ]
-        if aug.flip:
-            nb = [1 - nb[2], nb[1], 1 - nb[0], nb[3]]
-        kept.append(nb)
+# ---------------------------------------------------------------------------------------------
+# the plain steps by hand: whole pixels, and boxes that follow them exactly
+# ---------------------------------------------------------------------------------------------
+
+WHITE = (255, 255, 255)
+
+
+def painted(width: int, height: int, rect: tuple[int, int, int, int]) -> Image.Image:
+    """A black image with a white rectangle on the pixels ``rect`` = (x1, y1, x2, y2)."""
+    pixels = np.zeros((height, width, 3), np.uint8)
+    pixels[rect[1] : rect[3], rect[0] : rect[2]] = WHITE
+    return Image.fromarray(pixels)
+
+
+def extent(image: Image.Image) -> tuple[int, int, int, int]:
+    """The pixel edges (x1, y1, x2, y2) of the white pixels."""
+    white = np.all(np.asarray(image) == WHITE, axis=-1)
+    cols, rows = np.flatnonzero(white.any(axis=0)), np.flatnonzero(white.any(axis=1))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def test_zoom_out_by_hand():
+    # a 10 x 8 image, ratio 2.5: a 25 x 20 canvas; the image's corner at 0.4 and 1.0 of the free
+    # room (15 x 12 pixels), so at (6, 12); the white pixels 2..6 x 1..5 move to 8..12 x 13..17
+    assert canvas_pixels(10, 8, (2.5, 0.4, 1.0)) == (25, 20, 6, 12)
+    box = torch.tensor([[0.2, 0.125, 0.6, 0.625]], dtype=torch.float64)
+    canvas, moved = zoom_out(painted(10, 8, (2, 1, 6, 5)), box, (2.5, 0.4, 1.0), (1, 2, 3))
+    assert canvas.size == (25, 20) and canvas.getpixel((24, 0)) == (1, 2, 3)
+    assert extent(canvas) == (8, 13, 12, 17)
+    want = torch.tensor([[8.0, 13.0, 12.0, 17.0]], dtype=torch.float64)
+    torch.testing.assert_close(moved * torch.tensor([25.0, 20.0, 25.0, 20.0]).double(), want)
+
+
+def test_crop_by_hand():
+    # patch (0.25, 0, 0.75, 0.5) of a 20 x 10 image: pixels 5..15 x 0..5
+    assert patch_pixels(20, 10, (0.25, 0.0, 0.75, 0.5)) == (5, 0, 15, 5)
+    boxes = torch.tensor(
+        [[0.35, 0.1, 0.55, 0.3], [0.0, 0.6, 0.2, 0.9], [0.6, 0.2, 0.85, 0.4]], dtype=torch.float64
+    )
+    cut, kept, keep = crop(painted(20, 10, (7, 1, 11, 3)), boxes, (0.25, 0.0, 0.75, 0.5))
+    assert cut.size == (10, 5) and extent(cut) == (2, 1, 6, 3)
+    # box 1's centre (0.1, 0.75) lies outside; box 2's (0.725, 0.3) inside, its right end clipped
+    assert keep.tolist() == [True, False, True]
+    want = torch.tensor([[0.2, 0.2, 0.6, 0.6], [0.7, 0.4, 1.0, 0.8]], dtype=torch.float64)
+    torch.testing.assert_close(kept, want)
+    # the crop's box arithmetic is window_boxes (the exercise checker's reference)
+    same, same_keep = window_boxes(boxes, np.array([0.25, 0.0, 0.75, 0.5]))
+    assert torch.equal(same, kept) and torch.equal(same_keep, keep)
+
+
+def test_patch_pixels_are_never_empty():
+    assert patch_pixels(3, 3, (0.99, 0.99, 1.0, 1.0)) == (2, 2, 3, 3)
+    assert patch_pixels(5, 5, (0.5, 0.5, 0.55, 0.55)) == (2, 2, 3, 3)  # round(2.5) = 2
+
+
+def test_flip_by_hand():
+    mirrored, out = flip(painted(10, 4, (1, 0, 3, 2)), torch.tensor([[0.1, 0.0, 0.3, 0.5]]))
+    assert extent(mirrored) == (7, 0, 9, 2)
+    torch.testing.assert_close(out, torch.tensor([[0.7, 0.0, 0.9, 0.5]]))
+
+
+def test_pixel_window_by_hand():
+    # 100 x 50 image, ratio 2 centred: canvas 200 x 100 with the image at (50, 25)
+    aug = Augmentation(None, (2.0, 0.5, 0.5), None, "whole", False)
+    np.testing.assert_allclose(aug.window((100, 50)), [-0.5, -0.5, 1.5, 1.5])
+    # the middle half of the canvas is the image itself
+    aug = Augmentation(None, (2.0, 0.5, 0.5), (0.25, 0.25, 0.75, 0.75), 0.1, False)
+    np.testing.assert_allclose(aug.window((100, 50)), [0.0, 0.0, 1.0, 1.0])
+    # whole pixels: ratio 1.5 of 7 pixels is a canvas of round(10.5) = 10
+    aug = Augmentation(None, (1.5, 1.0, 0.0), None, "whole", False)
+    np.testing.assert_allclose(aug.window((7, 7)), [-3 / 7, 0, 1, 10 / 7])
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_boxes_follow_the_pixels_through_every_step(seed):
+    # a painted rectangle through zoom out, crop and flip lands exactly where its box says
+    g = torch.Generator().manual_seed(seed)
+    width, height = (int(v) for v in torch.randint(20, 90, (2,), generator=g))
+    x1, y1 = (int(v) for v in torch.randint(0, 10, (2,), generator=g))
+    rect = (x1, y1, x1 + int(torch.randint(4, width - 10, (1,), generator=g)), height - y1)
+    box = torch.tensor([rect], dtype=torch.float64) / torch.tensor([width, height] * 2)
+    aug = TrainTransform(distort=False).draw(box, g)
+    image, boxes = painted(width, height, rect), box
+    if aug.expand is not None:
+        image, boxes = zoom_out(image, boxes, aug.expand, (0, 0, 0))
+    if aug.crop is not None:
+        image, boxes, _ = crop(image, boxes, aug.crop)
     if aug.flip:
-        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return out, torch.tensor(kept).reshape(-1, 4)
+        image, boxes = flip(image, boxes)
+    if len(boxes) == 1:  # not when the object's centre fell outside the patch
+        size = torch.tensor(image.size * 2, dtype=torch.float64)
+        want = torch.tensor([extent(image)], dtype=torch.float64)
+        torch.testing.assert_close(boxes * size, want, atol=1e-9, rtol=0)
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_matches_the_plain_reference(seed):
-    image = smooth_image()
-    t = TrainTransform(size=64, distort=False)
-    aug = t.draw(BOXES, torch.Generator().manual_seed(seed))
-    got, boxes, labels, difficult = t.apply(image, BOXES, LABELS, DIFFICULT, aug)
-    ref_image, ref_boxes = _reference(image, BOXES, aug, 64)
-    torch.testing.assert_close(boxes, ref_boxes.float(), atol=1e-5, rtol=0)
-    # one resize of the visible part vs. a resize of the whole canvas: a few levels apart at most
-    diff = (
-        denormalize(got) * 255
-        - normalize(ref_image).new_tensor(np.asarray(ref_image)).permute(2, 0, 1)
-    ).abs()
-    assert diff.mean() < 3.0, f"mean pixel difference {diff.mean():.2f}"
-    assert len(labels) == len(boxes) == len(difficult)
+def test_colours_are_distorted_before_the_zoom_out():
+    # the reference distorts the photo, then puts it on the canvas: the canvas keeps the mean
+    aug = Augmentation(Photometric(False, 30.0, 1.4, 1.5, 10.0), (4.0, 0.0, 0.0), None, "", False)
+    x, *_ = TrainTransform(size=64).apply(smooth_image(), BOXES, LABELS, DIFFICULT, aug)
+    pixels = (denormalize(x) * 255).round()  # [3, 64, 64]
+    # the photo fills the top-left 16 x 16 output pixels; beyond 20 the resize sees only canvas
+    mean = torch.tensor(mean_colour(IMAGENET_MEAN), dtype=pixels.dtype).view(3, 1, 1)
+    assert torch.equal(pixels[:, 20:, 20:], mean.expand(3, 44, 44))
+
+
+# ---------------------------------------------------------------------------------------------
+# the draw: the random stream is pinned, and the plain loop is the vectorised rule
+# ---------------------------------------------------------------------------------------------
+
+BOX_SETS = {
+    "none": torch.zeros(0, 4),
+    "one": torch.tensor([[0.3, 0.2, 0.6, 0.7]]),
+    "border": torch.tensor([[0.0, 0.0, 0.25, 0.3], [0.7, 0.6, 1.0, 1.0], [0.0, 0.4, 1.0, 0.6]]),
+    "many": torch.tensor(
+        [
+            [0.04, 0.06, 1.0, 1.0],
+            [0.29, 0.25, 0.65, 0.55],
+            [0.27, 0.06, 0.68, 0.29],
+            [0.1, 0.1, 0.12, 0.13],
+            [0.5, 0.5, 0.9, 0.95],
+        ]
+    ),
+}
+# sha256 of repr(TrainTransform(300).draw(boxes, Generator().manual_seed(s))) for s in 0..199,
+# recorded before the draw was rewritten as plain steps: the same seed gives the same augmentation
+DRAW_DIGESTS = {
+    "none": "26290c5e06ddba8be344bed101397347306658e894e273cb10d74c70b81ca9b9",
+    "one": "3c86e0978a8a3705c4611006c47ecf600272a2fb029e81b938e4515da824cd14",
+    "border": "46316a7e05460174a26524534636b22eb14e5341b2af1d85e64d6d004a77647e",
+    "many": "fbae570f54e8aeaa136ec4789fe046c6573ef3aaf2290a137d5199d91c5f45c8",
+}
+
+
+def test_the_draw_is_the_pinned_random_stream():
+    t = TrainTransform(300)
+    for name, boxes in BOX_SETS.items():
+        digest = hashlib.sha256()
+        for seed in range(200):
+            digest.update(repr(t.draw(boxes, torch.Generator().manual_seed(seed))).encode())
+        assert digest.hexdigest() == DRAW_DIGESTS[name], name
+
+
+def vectorised_draw(boxes: torch.Tensor, generator: torch.Generator) -> Augmentation:
+    """The draw as the package had it before: every trial and overlap at once, in numpy."""
+    u = torch.rand(_N_DRAWS, generator=generator, dtype=torch.float64).numpy()
+    e = u[9:13]
+    expand = (float(1 + 3 * e[1]), float(e[2]), float(e[3])) if e[0] < 0.5 else None
+    gt = boxes.double().numpy().reshape(-1, 4)
+    if expand is not None:
+        r, ex, ey = expand
+        gt = (gt + np.array([(r - 1) * ex, (r - 1) * ey] * 2)) / r
+    c = u[13 : 13 + len(MIN_IOUS) * MAX_TRIALS * 4].reshape(len(MIN_IOUS), MAX_TRIALS, 4)
+    s = 0.3 + 0.7 * c[..., 0]
+    a = np.clip(0.5 + 1.5 * c[..., 1], s**2, 1 / s**2)
+    w, h = np.minimum(s * np.sqrt(a), 1.0), np.minimum(s / np.sqrt(a), 1.0)
+    x1, y1 = (1 - w) * c[..., 2], (1 - h) * c[..., 3]
+    patches = np.stack((x1, y1, x1 + w, y1 + h), axis=-1)  # [6, 50, 4]
+    lt = np.maximum(patches[..., None, :2], gt[:, :2])  # [6, 50, G, 2]
+    rb = np.minimum(patches[..., None, 2:], gt[:, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)  # [6, 50, G]
+    area = np.prod(patches[..., 2:] - patches[..., :2], axis=-1)[..., None]
+    best = (inter / (area + np.prod(gt[:, 2:] - gt[:, :2], axis=-1) - inter)).max(-1, initial=0)
+    need = np.array([-1.0 if m is None else m for m in MIN_IOUS])[:, None]  # [6, 1]
+    ok = (best >= need) & (len(gt) > 0)  # [6, 50]
+    candidates = [(None, "whole")] + [
+        (tuple(float(v) for v in patches[k, ok[k].argmax()]), MIN_IOUS[k])
+        for k in np.flatnonzero(ok.any(axis=1))
+    ]
+    pick = min(int(u[-2] * len(candidates)), len(candidates) - 1)
+    return Augmentation(draw_photometric(u[:9]), expand, *candidates[pick], bool(u[-1] < 0.5))
+
+
+@pytest.mark.parametrize("name", list(BOX_SETS))
+def test_the_draw_equals_the_vectorised_draw(name):
+    t = TrainTransform(300)
+    for seed in range(200):
+        want = vectorised_draw(BOX_SETS[name], torch.Generator().manual_seed(seed))
+        assert t.draw(BOX_SETS[name], torch.Generator().manual_seed(seed)) == want, seed
+
+
+def test_the_draw_is_the_loop_of_sample_patch():
+    # the draw computes all overlaps in one call; sample_patch per sampler decides the same
+    t = TrainTransform(300)
+    for seed in range(100):
+        aug = t.draw(BOXES, torch.Generator().manual_seed(seed))
+        u = torch.rand(_N_DRAWS, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        gt = BOXES.double()
+        if aug.expand is not None:
+            r, ex, ey = aug.expand
+            gt = (gt + torch.tensor([(r - 1) * ex, (r - 1) * ey] * 2).double()) / r
+        trials = u[13 : 13 + len(MIN_IOUS) * MAX_TRIALS * 4].reshape(len(MIN_IOUS), MAX_TRIALS, 4)
+        candidates = [(None, "whole")]
+        for k, min_iou in enumerate(MIN_IOUS):
+            patch, _ = sample_patch(gt, min_iou, trials[k])
+            if patch is not None:
+                candidates.append((tuple(patch.tolist()), min_iou))
+        pick = min(int(float(u[-2]) * len(candidates)), len(candidates) - 1)
+        assert (aug.crop, aug.sampler) == candidates[pick], seed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,12 +452,6 @@ def test_tensor_images_are_accepted():
     torch.testing.assert_close(a, b)
 
 
-def test_render_window_entirely_on_canvas():
-    # a window beside the image shows only the mean colour
-    out = render_window(smooth_image(), np.array([1.5, 0, 2.5, 1]), 16, (1, 2, 3))
-    assert np.asarray(out).reshape(-1, 3).tolist() == [[1, 2, 3]] * 256
-
-
 def test_bad_inputs_are_rejected():
     t = TrainTransform(size=32)
     with pytest.raises(ValueError, match=r"boxes must have shape \[N, 4\], got \[3, 5\]"):
@@ -315,6 +468,23 @@ def test_bad_inputs_are_rejected():
         t(torch.zeros(5, 5), BOXES, LABELS, DIFFICULT)
     with pytest.raises(ValueError, match="size must be a positive number of pixels, got 0"):
         TrainTransform(size=0)
+
+
+def test_the_reference_has_no_fast_options():
+    # the deferred photometric step is the fast layer's (ssd_edu.fast.augment)
+    with pytest.raises(TypeError, match="defer_photometric"):
+        TrainTransform(300, defer_photometric=True)
+
+
+def test_names_notebooks_import_from_transforms_are_handed_on():
+    from ssd_edu import imagenet
+    from ssd_edu.data import geometry, photometric, transforms
+
+    assert transforms.denormalize is imagenet.denormalize
+    assert transforms.normalize is imagenet.normalize
+    assert transforms.IMAGENET_MEAN is imagenet.IMAGENET_MEAN
+    assert transforms.sample_patch is geometry.sample_patch
+    assert transforms.photometric_distort is photometric.photometric_distort
 
 
 def test_constants():

@@ -1,31 +1,25 @@
-"""Data for SSD: PASCAL VOC, the paper's augmentation, and synthetic shapes made on the fly.
+"""Data for SSD: PASCAL VOC, synthetic shapes made on the fly, and the paper's augmentation.
 
 Every dataset yields ``(image, boxes, labels, difficult)``: ``image [3, S, S]`` float32 RGB
 normalised by ``IMAGENET_MEAN``/``IMAGENET_STD`` (after a transform), ``boxes [N, 4]`` float32 xyxy
 fractions, ``labels [N]`` int64 in ``1..C``, ``difficult [N]`` bool. :func:`collate_detections`
-batches them for a DataLoader. For GPU training, ``TrainTransform(defer_photometric=True)`` yields
-``uint8`` images and a fifth element, the photometric work that :func:`finish_batch` does on the
-device.
+batches them for a DataLoader.
+
+This package is the reference layer (docs/design.md): ``photometric`` (colours, §2.2),
+``geometry`` (zoom out, the min-IoU crop, flip, §2.2 and §3.6), ``transforms`` (the steps in the
+paper's order), ``shapes``, ``voc`` and ``loader``. The fast forms live in ``ssd_edu.fast`` and are
+imported from there: ``ssd_edu.fast.augment.FastTrainTransform`` (zoom out and crop as one window,
+optionally ``uint8`` images with the colours left for the device) and
+``ssd_edu.fast.photometric.finish_batch`` (those colours, for a whole batch on the device).
 """
 
-from ssd_edu.data.batch_photometric import PIXEL_PARAMS, finish_batch
-from ssd_edu.data.shapes import SHAPE_CLASSES, ShapesDataset, collate_detections, render_shapes
-from ssd_edu.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    MIN_IOUS,
-    Augmentation,
-    EvalTransform,
-    Photometric,
-    TrainTransform,
-    denormalize,
-    item_generator,
-    normalize,
-    photometric_distort,
-    sample_patch,
-    to_pil,
-)
+from ssd_edu.data.geometry import MIN_IOUS, Augmentation, sample_patch
+from ssd_edu.data.loader import collate_detections
+from ssd_edu.data.photometric import PIXEL_PARAMS, Photometric, photometric_distort
+from ssd_edu.data.shapes import SHAPE_CLASSES, ShapesDataset, render_shapes
+from ssd_edu.data.transforms import EvalTransform, TrainTransform, item_generator, to_pil
 from ssd_edu.data.voc import VOC_CLASSES, VOCDetection, make_toy_voc, parse_annotation
+from ssd_edu.imagenet import IMAGENET_MEAN, IMAGENET_STD, denormalize, normalize
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -42,7 +36,6 @@ __all__ = [
     "VOCDetection",
     "collate_detections",
     "denormalize",
-    "finish_batch",
     "item_generator",
     "make_toy_voc",
     "normalize",

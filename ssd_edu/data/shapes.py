@@ -30,13 +30,12 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ssd_edu.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    TrainTransform,
-    item_generator,
-    normalize,
-)
+from ssd_edu.boxes import box_iou
+from ssd_edu.data.loader import collate_detections
+from ssd_edu.data.transforms import TrainTransform, item_generator
+from ssd_edu.imagenet import IMAGENET_MEAN, IMAGENET_STD, normalize
+
+__all__ = ["SHAPE_CLASSES", "ShapesDataset", "collate_detections", "render_shapes"]
 
 SHAPE_CLASSES: tuple[str, ...] = ("rectangle", "ellipse", "triangle", "cross")
 
@@ -125,7 +124,7 @@ def render_shapes(
         h = int(np.clip(round(size / np.sqrt(aspect)), 4, height))
         for _ in range(10):  # a few tries to find a place that overlaps little
             x0, y0 = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
-            if all(_box_iou_px((x0, y0, x0 + w, y0 + h), b) <= MAX_BOX_IOU for b in boxes):
+            if _fits((x0, y0, x0 + w, y0 + h), boxes):
                 break
         else:
             continue
@@ -139,12 +138,15 @@ def render_shapes(
     return image_u8, np.array(boxes, dtype=np.int64).reshape(-1, 4), np.array(kinds, np.int64)
 
 
-def _box_iou_px(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union
+def _fits(box: tuple[int, int, int, int], placed: list[tuple[int, int, int, int]]) -> bool:
+    """Whether ``box`` (pixel edges) overlaps every placed box by IoU <= MAX_BOX_IOU."""
+    if not placed:
+        return True
+    # float64 on whole pixels: areas are exact integers, so the quotient is the same one a plain
+    # integer formula gives, and every scene stays as it was
+    new, old = torch.tensor([box], dtype=torch.float64), torch.tensor(placed, dtype=torch.float64)
+    iou = box_iou(new, old)  # [1, G]
+    return bool((iou <= MAX_BOX_IOU).all())
 
 
 Transform = Callable[..., tuple[Tensor, Tensor, Tensor, Tensor]]
@@ -165,7 +167,7 @@ class ShapesDataset(Dataset):
         max_objects: at most this many shapes per image.
         min_size, max_size: range of shape sizes ``sqrt(w h)`` in pixels.
 
-    Paper: §2.1 (objects at many scales); items follow DESIGN.md's dataset format.
+    Paper: §2.1 (objects at many scales); items follow docs/design.md's dataset format.
     """
 
     def __init__(
@@ -230,35 +232,3 @@ class ShapesDataset(Dataset):
             return normalize(image, self.mean, self.std), boxes, labels, difficult
         g = item_generator(self.seed, self.epoch, index % self.n)
         return self.transform(Image.fromarray(image), boxes, labels, difficult, generator=g)
-
-
-def collate_detections(batch: list[tuple[Tensor, ...]]) -> tuple:
-    """DataLoader ``collate_fn`` for detection: images stacked, per-image targets kept as lists.
-
-    Images have different numbers of objects (zero included), so boxes cannot be stacked.
-
-    Args:
-        batch: ``B`` items ``(image [3, S, S], boxes [N_b, 4], labels [N_b], difficult [N_b])``,
-            or all with a fifth element ``params [15]`` (``TrainTransform(...,
-            defer_photometric=True)``, uint8 images).
-
-    Returns:
-        ``(images [B, 3, S, S], boxes list of [N_b, 4], labels list of [N_b], difficult list)``,
-        plus ``params [B, 15]`` stacked when the items carry it.
-    """
-    if len(batch) == 0:
-        raise ValueError("batch must hold at least one item, got 0")
-    lengths = {len(item) for item in batch}
-    if lengths not in ({4}, {5}):
-        raise ValueError(
-            "items must all be (image, boxes, labels, difficult) or all carry a fifth element "
-            f"(deferred photometric params), got item lengths {sorted(lengths)}"
-        )
-    images, boxes, labels, difficult, *params = zip(*batch)
-    shapes = {(tuple(im.shape), im.dtype) for im in images}
-    if len(shapes) > 1:
-        raise ValueError(
-            f"images in a batch must share one shape and dtype, got {sorted(map(str, shapes))}"
-        )
-    out = (torch.stack(images), list(boxes), list(labels), list(difficult))
-    return (*out, torch.stack(params[0])) if params else out

@@ -178,8 +178,8 @@ class VOCDetection(Dataset):
         image_set: the list in ``ImageSets/Main/`` (``trainval``, ``test``, ``train``, ``val``).
         keep_difficult: keep objects marked difficult (evaluation needs them to ignore them).
         transform: ``transform(image, boxes, labels, difficult, generator=g)`` on the PIL image,
-            e.g. :class:`~ssd_edu.data.transforms.TrainTransform`; ``None`` returns the image as
-            a ``[3, H, W]`` uint8 tensor.
+            e.g. ``TrainTransform`` (training runs: ``ssd_edu.fast.augment.FastTrainTransform``);
+            ``None`` returns the image as a ``[3, H, W]`` uint8 tensor.
         class_names: the object classes of the dataset (label ``l`` is ``class_names[l - 1]``).
         seed: base seed of the augmentation; item ``i`` in epoch ``e`` uses
             ``item_generator(seed, e, i)``. Call :meth:`set_epoch` before each epoch; DataLoader

@@ -2,7 +2,8 @@
 
 The student writes ``crop_boxes(boxes, patch) -> (new_boxes [K, 4], keep [N] bool)``: keep the
 objects whose centre lies in the patch, express their boxes as fractions of the patch, and clip
-them to it. The reference is :func:`ssd_edu.data.transforms.window_boxes`.
+them to it. The reference is :func:`ssd_edu.data.geometry.window_boxes`, the box arithmetic of the
+library's crop (:func:`ssd_edu.data.geometry.crop` calls it).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-from ssd_edu.data.transforms import _patches, window_boxes
+from ssd_edu.data.geometry import trial_patches, window_boxes
 from ssd_edu.exercises._common import ExerciseFailure, call_student, expect_close, passed
 
 HINT_CENTRE_OVERLAP = (
@@ -50,7 +51,7 @@ def _cases() -> list[tuple[str, torch.Tensor, torch.Tensor]]:
         xy = torch.rand(8, 2, generator=g) * 0.8  # [8, 2]
         wh = 0.02 + torch.rand(8, 2, generator=g) * 0.4  # [8, 2]
         random_boxes = torch.cat((xy, (xy + wh).clamp(max=1)), dim=1)  # [8, 4]
-        patch = torch.from_numpy(_patches(torch.rand(4, generator=g).double().numpy())).float()
+        patch = trial_patches(torch.rand(4, generator=g).double()).float()
         cases.append((f"random patch {n}", random_boxes, patch))
     return cases
 

@@ -38,7 +38,8 @@ def plot_augmentation_steps(
     """
     import dataclasses
 
-    from ssd_edu.data.transforms import TrainTransform, denormalize
+    from ssd_edu.data.transforms import TrainTransform
+    from ssd_edu.imagenet import denormalize
 
     t = transform if transform is not None else TrainTransform()
     difficult = torch.zeros(len(labels), dtype=torch.bool)
@@ -71,7 +72,8 @@ def plot_augmented_grid(
     class_names: list[str] | None = None,
 ) -> Figure:
     """The same sample augmented with several seeds: what the network sees over many epochs."""
-    from ssd_edu.data.transforms import TrainTransform, denormalize
+    from ssd_edu.data.transforms import TrainTransform
+    from ssd_edu.imagenet import denormalize
 
     t = transform if transform is not None else TrainTransform()
     seeds = list(seeds)
@@ -94,11 +96,13 @@ def plot_deferred_photometric(raw: Tensor, finished: Tensor, reference: Tensor) 
     """Deferred photometric distortion, column per image: the worker's output, then two finishes.
 
     Args:
-        raw: ``[B, 3, S, S]`` uint8 from ``TrainTransform(defer_photometric=True)`` (geometry only).
+        raw: ``[B, 3, S, S]`` uint8 from ``FastTrainTransform(defer_photometric=True)`` (geometry
+            only).
         finished: ``[B, 3, S, S]`` normalised, ``finish_batch`` of ``raw``.
-        reference: ``[B, 3, S, S]`` normalised, the same draws with the distortion done on the CPU.
+        reference: ``[B, 3, S, S]`` normalised, the same draws with the distortion done on the CPU
+            (PIL, 8-bit HSV).
     """
-    from ssd_edu.data.transforms import denormalize
+    from ssd_edu.imagenet import denormalize
 
     rows = (
         ("from the worker: uint8,\ngeometry only", raw),
@@ -157,7 +161,8 @@ def show_augmentation(
     class_names: list[str] | None = None,
 ) -> Figure:
     """The explorer's drawing: the sample and one augmented version, steps switched on or off."""
-    from ssd_edu.data.transforms import TrainTransform, denormalize, to_pil
+    from ssd_edu.data.transforms import TrainTransform, to_pil
+    from ssd_edu.imagenet import denormalize
 
     t = TrainTransform(size=size, distort=distort, expand=expand, crop=crop, flip=flip)
     aug = t.draw(boxes, torch.Generator().manual_seed(int(seed)))

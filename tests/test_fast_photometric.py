@@ -1,7 +1,8 @@
-"""Tests of ssd_edu.data.batch_photometric: the deferred photometric distortion of a batch.
+"""Tests of ssd_edu.fast.photometric: the deferred photometric distortion of a batch.
 
-References: Python's ``colorsys`` for HSV, a per-pixel loop for the distortion, and the CPU path
-(``TrainTransform`` without deferral, PIL's 8-bit HSV) for what a training run sees.
+References: Python's ``colorsys`` for HSV, a per-pixel loop for the distortion, the reference
+``ssd_edu.data.photometric.photometric_distort`` (PIL's 8-bit HSV), and the fast CPU path
+(``FastTrainTransform`` without deferral) for what a training run sees.
 """
 
 from __future__ import annotations
@@ -21,15 +22,15 @@ from ssd_edu.data import (
     PIXEL_PARAMS,
     Photometric,
     ShapesDataset,
-    TrainTransform,
     collate_detections,
-    finish_batch,
     item_generator,
     normalize,
     photometric_distort,
     to_pil,
 )
-from ssd_edu.data.batch_photometric import distort_batch, hsv_to_rgb, pixel_params, rgb_to_hsv
+from ssd_edu.data.photometric import pixel_params
+from ssd_edu.fast.augment import FastTrainTransform
+from ssd_edu.fast.photometric import distort_batch, finish_batch, hsv_to_rgb, rgb_to_hsv
 from ssd_edu.viz import sample_photo
 
 BOXES = torch.tensor([[0.04, 0.06, 1.0, 1.0], [0.29, 0.25, 0.65, 0.55]])
@@ -207,12 +208,12 @@ def test_params_layout_is_documented():
 
 
 # ------------------------------------------------------------------------------------------------
-# TrainTransform(defer_photometric=True) and the batch
+# FastTrainTransform(defer_photometric=True) and the batch
 # ------------------------------------------------------------------------------------------------
 
 
 def test_deferred_items_finish_as_the_cpu_path(photo):
-    cpu, deferred = TrainTransform(300), TrainTransform(300, defer_photometric=True)
+    cpu, deferred = FastTrainTransform(300), FastTrainTransform(300, defer_photometric=True)
     worst = []
     for i in range(24):  # zoom outs, crops, flips and every photometric combination occur
         want = cpu(photo, BOXES, LABELS, DIFFICULT, generator=item_generator(0, 0, i))
@@ -230,21 +231,23 @@ def test_deferred_items_finish_as_the_cpu_path(photo):
 def test_deferred_without_distortion_is_exact(photo):
     for i in range(8):
         g = item_generator(1, 0, i)
-        want = TrainTransform(300, distort=False)(photo, BOXES, LABELS, DIFFICULT, generator=g)
+        want = FastTrainTransform(300, distort=False)(photo, BOXES, LABELS, DIFFICULT, generator=g)
         g = item_generator(1, 0, i)
-        item = TrainTransform(300, distort=False, defer_photometric=True)(
+        item = FastTrainTransform(300, distort=False, defer_photometric=True)(
             photo, BOXES, LABELS, DIFFICULT, generator=g
         )
         assert_close(finish_batch(item[0][None], item[4][None])[0], want[0], atol=1e-5, rtol=0)
 
 
 def test_deferred_region_follows_zoom_out_and_flip(photo):
-    t = TrainTransform(300, defer_photometric=True)
+    t = FastTrainTransform(300, defer_photometric=True)
     aug = t.draw(BOXES, item_generator(0, 0, 0))
     aug = dataclasses.replace(aug, expand=(2.0, 0.0, 0.5), crop=None, flip=False)
     image, *_, params = t.apply(photo, BOXES, LABELS, DIFFICULT, aug)
     named = dict(zip(PIXEL_PARAMS, params.tolist(), strict=True))
-    assert (named["x1"], named["y1"], named["x2"], named["y2"]) == (0, 75, 150, 225)
+    # a 1000 x 750 canvas with the photo at y 188 (round(375 * 0.5)): output rows 75.2..225.2,
+    # of which 76..225 lie wholly on the photo
+    assert (named["x1"], named["y1"], named["x2"], named["y2"]) == (0, 76, 150, 225)
     flipped = t.apply(photo, BOXES, LABELS, DIFFICULT, dataclasses.replace(aug, flip=True))[4]
     named = dict(zip(PIXEL_PARAMS, flipped.tolist(), strict=True))
     assert (named["x1"], named["x2"]) == (150, 300)
@@ -254,7 +257,7 @@ def test_deferred_region_follows_zoom_out_and_flip(photo):
 
 
 def test_collate_stacks_the_params():
-    data = ShapesDataset(3, transform=TrainTransform(128, defer_photometric=True))
+    data = ShapesDataset(3, transform=FastTrainTransform(128, defer_photometric=True))
     images, boxes, labels, difficult, params = collate_detections([data[i] for i in range(3)])
     assert images.dtype == torch.uint8 and images.shape == (3, 3, 128, 128)
     assert params.shape == (3, len(PIXEL_PARAMS)) and len(boxes) == len(labels) == 3
@@ -270,7 +273,7 @@ def test_plot_deferred_photometric_draws_three_rows(photo):
 
     from ssd_edu.viz import plot_deferred_photometric
 
-    deferred = TrainTransform(64, defer_photometric=True)
+    deferred = FastTrainTransform(64, defer_photometric=True)
     items = [deferred(photo, BOXES, LABELS, DIFFICULT, item_generator(0, 0, i)) for i in range(2)]
     raw, *_, params = collate_detections(items)
     finished = finish_batch(raw, params)
@@ -282,7 +285,7 @@ def test_plot_deferred_photometric_draws_three_rows(photo):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_finish_batch_on_cuda_matches_the_cpu(photo):
     # the GPU's float arithmetic may round a value on the other side of a .5: one level at most
-    deferred = TrainTransform(300, defer_photometric=True)
+    deferred = FastTrainTransform(300, defer_photometric=True)
     items = [deferred(photo, BOXES, LABELS, DIFFICULT, item_generator(0, 0, i)) for i in range(8)]
     raw, *_, params = collate_detections(items)
     want = distort_batch(raw, params)
