@@ -88,9 +88,11 @@ class TrainConfig:
         _need("momentum", self.momentum, "in [0, 1)", lambda v: _finite(v) and 0 <= v < 1)
         _need("weight_decay", self.weight_decay, ">= 0 and finite", lambda v: _finite(v) and v >= 0)
         _need("lr_gamma", self.lr_gamma, "in (0, 1]", lambda v: _finite(v) and 0 < v <= 1)
-        _need("warmup_factor", self.warmup_factor, "in (0, 1]", lambda v: _finite(v) and 0 < v <= 1)
+        _need("warmup_factor", self.warmup_factor, "in [0, 1]", lambda v: _finite(v) and 0 <= v <= 1)
         _need("iou_threshold", self.iou_threshold, "in (0, 1]", lambda v: _finite(v) and 0 < v <= 1)
-        _need("neg_pos_ratio", self.neg_pos_ratio, ">= 0 and finite", lambda v: _finite(v) and v >= 0)
+        _need(
+            "neg_pos_ratio", self.neg_pos_ratio, ">= 0 and finite", lambda v: _finite(v) and v >= 0
+        )
         _need("alpha", self.alpha, ">= 0 and finite", lambda v: _finite(v) and v >= 0)
         if self.amp not in ("bf16", "fp16", "none"):
             raise ValueError(f"amp must be 'bf16', 'fp16' or 'none', got {self.amp!r}")

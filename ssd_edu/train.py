@@ -37,8 +37,14 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset
 
-from ssd_edu.checkpoint import load_checkpoint, load_weights, model_spec, rng_state
-from ssd_edu.checkpoint import save_checkpoint, set_rng_state
+from ssd_edu.checkpoint import (
+    load_checkpoint,
+    load_weights,
+    model_spec,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from ssd_edu.config import SHAPES_DATA, SMALL_WIDTH, TrainConfig, lr_factor, shapes_datasets
 from ssd_edu.data.loader import training_loader
 from ssd_edu.fast.engine import TrainEngine
@@ -163,7 +169,9 @@ def _processes(device, cfg: TrainConfig) -> tuple[int, int, torch.device]:
     rank, world, local = 0, int(os.environ.get("WORLD_SIZE", "1")), 0
     if world > 1:
         if not dist.is_initialized():
-            cuda = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
+            cuda = (
+                torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
+            )
             dist.init_process_group(backend="nccl" if cuda else "gloo")
         rank, world = dist.get_rank(), dist.get_world_size()
         local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -240,7 +248,9 @@ def _resume(path, engine: TrainEngine, cfg: TrainConfig, spec: dict) -> tuple[in
 def _progress_bar(cfg: TrainConfig, start: int, show: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=cfg.max_iters, initial=start, disable=not show, desc="train", dynamic_ncols=True)
+    return tqdm(
+        total=cfg.max_iters, initial=start, disable=not show, desc="train", dynamic_ncols=True
+    )
 
 
 def _stopped(bad, iteration, dataset, last_ckpt, saved_at) -> NonFiniteLossError:

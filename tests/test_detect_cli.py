@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ssd_edu import detect
-from ssd_edu import train as train_cli
+from ssd_edu.cli import detect
+from ssd_edu.cli import train as train_cli
 from ssd_edu.checkpoint import load_checkpoint
 from ssd_edu.data import SHAPE_CLASSES
 

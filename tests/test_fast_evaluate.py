@@ -114,8 +114,10 @@ def test_identical_detections_and_objects_tie_in_input_order():
     ],
 )
 def test_bad_input_gets_the_references_message(dets, gts, kwargs):
-    gts = gts if gts is not None else [(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long))] * len(
-        dets
+    gts = (
+        gts
+        if gts is not None
+        else [(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long))] * len(dets)
     )
     with pytest.raises((TypeError, ValueError)) as expected:
         reference.evaluate_detections(dets, gts, NAMES, **kwargs)

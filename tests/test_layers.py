@@ -104,7 +104,7 @@ def test_no_import_runs_from_a_lower_floor_to_a_higher_one():
 def test_the_references_never_import_the_fast_layer():
     fast = [n for n in GRAPH if n.startswith("ssd_edu.fast")]
     for name, targets in GRAPH.items():
-        if floor(name) < floor("ssd_edu.fast"):
+        if name != "ssd_edu" and floor(name) < floor("ssd_edu.fast"):
             assert not targets & set(fast), f"{name} imports {targets & set(fast)}"
 
 
@@ -143,4 +143,6 @@ def test_modules_and_functions_are_short(path):
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             length = node.end_lineno - node.lineno + 1
-            assert length <= 80, f"{path}:{node.lineno} {node.name}() is {length} lines (at most 80)"
+            assert length <= 80, (
+                f"{path}:{node.lineno} {node.name}() is {length} lines (at most 80)"
+            )

@@ -15,8 +15,8 @@ import torch.multiprocessing as mp
 
 from ssd_edu import checkpoint as ckpt
 from ssd_edu import train as train_module
-from ssd_edu.fast import engine as engine_module
 from ssd_edu.data import SHAPE_CLASSES, ShapesDataset
+from ssd_edu.fast import engine as engine_module
 from ssd_edu.model import ssd_small
 from ssd_edu.train import NonFiniteLossError, TrainConfig, lr_factor, read_log
 

@@ -133,7 +133,9 @@ def _main_voc(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     if args.vgg_weights:
         print(load_vgg16_backbone(model, args.vgg_weights))
     elif args.resume is None:
-        print("warning: no --vgg-weights: the VGG16 base starts from random weights", file=sys.stderr)
+        print(
+            "warning: no --vgg-weights: the VGG16 base starts from random weights", file=sys.stderr
+        )
     size = model.cfg.image_size
     # on a GPU the augmentation workers set the pace: leave the photometric distortion to the
     # device, one batched step per iteration (on the CPU the workers do it faster)
@@ -141,7 +143,9 @@ def _main_voc(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     transform = FastTrainTransform(size, defer_photometric=device.type == "cuda")
     # the paper's 07+12: VOC2007 trainval + VOC2012 trainval (whichever of the two is present)
     years = tuple(y for y in ("2007", "2012") if (root / f"VOC{y}").is_dir())
-    train_set = VOCDetection(root, years=years, image_set="trainval", transform=transform, seed=cfg.seed)
+    train_set = VOCDetection(
+        root, years=years, image_set="trainval", transform=transform, seed=cfg.seed
+    )
     val_set = VOCDetection(root, years=("2007",), image_set="test", transform=EvalTransform(size))
     print(f"training {cfg.model} on VOC{'+'.join(years)} trainval ({len(train_set)} images)")
     result = train(

@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import torch
 
-from ssd_edu.exercises._common import ExerciseFailure, call_student, expect_close, passed
 from ssd_edu.config import TrainConfig, lr_factor
+from ssd_edu.exercises._common import ExerciseFailure, call_student, expect_close, passed
 
 HINT_LATE_STEP = (
     "your value matches a step taken one iteration late. The rate drops AT the listed iteration: "

@@ -157,7 +157,8 @@ class TrainEngine:
         event = torch.cuda.Event() if self.device.type == "cuda" else None
         if event is not None:
             event.record()
-        self.pending = (tag, losses, self.halt.to("cpu", non_blocking=True), event)
+        # a copy: on the CPU, .to("cpu") would hand back halt itself, which later steps raise
+        self.pending = (tag, losses, self.halt.to("cpu", non_blocking=True, copy=True), event)
         return losses
 
     def flush(self) -> None:
@@ -184,7 +185,9 @@ class TrainEngine:
 
     def _any_non_finite(self, tensors: list[Tensor]) -> Tensor:
         """``1.0`` on the device if any floating tensor holds a NaN or inf, else ``0.0``."""
-        flags = [~torch.isfinite(t).all() for t in tensors if t is not None and t.is_floating_point()]
+        flags = [
+            ~torch.isfinite(t).all() for t in tensors if t is not None and t.is_floating_point()
+        ]
         bad = torch.stack(flags).any().float() if flags else self.halt.new_zeros(())
         if self.world > 1:
             dist.all_reduce(bad)  # every rank stops together, or the others would hang
@@ -192,7 +195,9 @@ class TrainEngine:
 
     def _raise_if(self, tag, losses: Tensor, bad: Tensor) -> None:
         if bool(bad):
-            what = first_non_finite(self.net, losses, gradients=not self.scaler.is_enabled())
+            scaled = self.scaler.is_enabled()  # fp16: overflowing scaled gradients are normal
+            what = first_non_finite(self.net, losses, gradients=not scaled)
+            what = what or first_non_finite(self.net, None, gradients=False)  # the weights
             what = what or "a gradient, a weight or a batch-norm statistic (on some process)"
             raise NonFiniteLossError(f"{what} is not finite", what, losses.cpu(), tag)
 
