@@ -28,6 +28,7 @@ Paper: §2.2 "Data augmentation", §3.6 (zoom out), Table 2 (the crop is worth +
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,32 +55,32 @@ def trial_patches(u: Tensor) -> Tensor:
     ``w = s sqrt(a)``, ``h = s / sqrt(a)``, and the corner uniform over the places it fits.
 
     Args:
-        u: ``[..., 4]`` float64 uniforms in [0, 1).
+        u: ``[..., 4]`` uniforms in [0, 1) (a float64 tensor or array).
 
     Returns:
-        ``[..., 4]`` xyxy patches, fractions of the image.
+        ``[..., 4]`` float64 xyxy patches, fractions of the image.
 
     Paper: §2.2 "Data augmentation" (patch size in [0.1, 1] of the image in the paper; the
     released code's [0.3, 1] scale and [1/2, 2] aspect ratio).
     """
-    u_scale, u_aspect, u_x, u_y = torch.as_tensor(u, dtype=torch.float64).unbind(-1)
-    s = SCALE_RANGE[0] + (SCALE_RANGE[1] - SCALE_RANGE[0]) * u_scale
-    a = ASPECT_RANGE[0] + (ASPECT_RANGE[1] - ASPECT_RANGE[0]) * u_aspect
-    a = torch.clamp(a, s * s, 1 / (s * s))
-    # numpy's sqrt is correctly rounded everywhere; torch's vectorised float64 sqrt can be one
-    # ulp off on some CPUs, which would make the draw (which trial is first) machine-dependent
-    root_a = torch.as_tensor(np.sqrt(a.numpy()))
+    # numpy, not torch: its sqrt is correctly rounded on every machine (torch's vectorised float64
+    # sqrt can be one ulp off on some CPUs, which would make the draw machine-dependent), and it
+    # is cheaper on a few hundred numbers
+    u = np.asarray(u, dtype=np.float64)
+    s = SCALE_RANGE[0] + (SCALE_RANGE[1] - SCALE_RANGE[0]) * u[..., 0]
+    a = ASPECT_RANGE[0] + (ASPECT_RANGE[1] - ASPECT_RANGE[0]) * u[..., 1]
+    a = np.clip(a, s * s, 1 / (s * s))
     # min(., 1): a = s^2 gives w = 1 up to rounding, and the patch must stay inside the image
-    w, h = (s * root_a).clamp(max=1.0), (s / root_a).clamp(max=1.0)
-    x1, y1 = (1 - w) * u_x, (1 - h) * u_y
-    return torch.stack((x1, y1, x1 + w, y1 + h), dim=-1)
+    w, h = np.minimum(s * np.sqrt(a), 1.0), np.minimum(s / np.sqrt(a), 1.0)
+    x1, y1 = (1 - w) * u[..., 2], (1 - h) * u[..., 3]
+    return torch.from_numpy(np.stack((x1, y1, x1 + w, y1 + h), axis=-1))
 
 
-def first_success(best: Tensor, min_iou: float | None) -> int | None:
+def first_success(best: Sequence[float], min_iou: float | None) -> int | None:
     """The sampler's rule: the first trial whose best overlap reaches ``min_iou``.
 
     Args:
-        best: ``[T]`` each trial's largest IoU with the objects, trials in the order drawn.
+        best: ``T`` numbers, each trial's largest IoU with the objects, in the order drawn.
         min_iou: the constraint; ``None`` ("no constraint") accepts the first trial.
 
     Returns:
@@ -87,7 +88,7 @@ def first_success(best: Tensor, min_iou: float | None) -> int | None:
 
     Paper: §2.2 "Data augmentation"; the released code stops at the first trial that succeeds.
     """
-    for trial, overlap in enumerate(best.tolist()):
+    for trial, overlap in enumerate(best):
         if min_iou is None or overlap >= min_iou:
             return trial
     return None
@@ -112,11 +113,11 @@ def sample_patch(boxes: Tensor, min_iou: float | None, u: Tensor) -> tuple[Tenso
     if len(boxes) == 0:
         return None, 0.0
     trials = trial_patches(u)  # [T, 4]
-    best = box_iou(trials, boxes).max(dim=1).values  # [T]
+    best = box_iou(trials, boxes).max(dim=1).values.tolist()  # T overlaps
     first = first_success(best, min_iou)
     if first is None:
         return None, 0.0
-    return trials[first], float(best[first])
+    return trials[first], best[first]
 
 
 def canvas_pixels(

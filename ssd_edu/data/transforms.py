@@ -179,7 +179,7 @@ class TrainTransform:
         # one fixed-size draw: the generator's stream never depends on the image or the boxes
         u = torch.rand(_N_DRAWS, generator=generator, dtype=torch.float64)
         u_photo, u_expand, u_crop, u_flip = u.split([_N_PHOTO, _N_EXPAND, _N_CROP, 1])
-        photometric = draw_photometric(u_photo) if self.distort else None
+        photometric = draw_photometric(u_photo.tolist()) if self.distort else None
 
         expand = None
         gate, u_ratio, u_x, u_y = u_expand.tolist()
@@ -199,15 +199,15 @@ class TrainTransform:
                 # box_iou call ([6, 50, 4] against [G, 4]), which costs a sixth of six calls to
                 # sample_patch: the rule is the same (tests hold the two equal)
                 trials = trial_patches(u_crop[:-1].reshape(len(MIN_IOUS), MAX_TRIALS, 4))
-                best = box_iou(trials, gt).max(dim=-1).values  # [6, 50]
+                best = box_iou(trials, gt).max(dim=-1).values.tolist()  # [6][50]
                 for k, min_iou in enumerate(MIN_IOUS):  # the released code's loop over samplers
                     first = first_success(best[k], min_iou)
                     if first is not None:
                         candidates.append((tuple(trials[k, first].tolist()), min_iou))
-            pick = min(int(float(u_crop[-1]) * len(candidates)), len(candidates) - 1)
+            pick = min(int(u_crop[-1].item() * len(candidates)), len(candidates) - 1)
             patch, sampler = candidates[pick]
 
-        mirror = bool(self.flip and float(u_flip) < 0.5)
+        mirror = bool(self.flip and u_flip.item() < 0.5)
         return Augmentation(photometric, expand, patch, sampler, mirror)
 
     def apply(

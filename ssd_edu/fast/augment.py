@@ -53,10 +53,11 @@ from ssd_edu.data.transforms import (
 )
 from ssd_edu.imagenet import normalize
 
+# where the image lands in the output (pixels) and what of it shows (image pixels), or None
+Placed = tuple[tuple[int, int, int, int], tuple[float, float, float, float]] | None
 
-def image_region(
-    image_size: tuple[int, int], window: np.ndarray, size: int
-) -> tuple[tuple[int, int, int, int], tuple[float, float, float, float]] | None:
+
+def image_region(image_size: tuple[int, int], window: np.ndarray, size: int) -> Placed:
     """Where the image lands in the ``size x size`` view of ``window``, and what of it shows.
 
     Args:
@@ -112,7 +113,17 @@ def render_window(
     Returns:
         The ``size x size`` RGB PIL image.
     """
-    placed = image_region(image.size, window, size)
+    return _render(image, image_region(image.size, window, size), size, fill, photometric)
+
+
+def _render(
+    image: Image.Image,
+    placed: Placed,
+    size: int,
+    fill: tuple[int, int, int],
+    photometric: Photometric | None,
+) -> Image.Image:
+    """:func:`render_window` once :func:`image_region` has placed the image."""
     if placed is None:
         return Image.new("RGB", (size, size), fill)
     (tx1, ty1, tx2, ty2), source = placed
@@ -174,18 +185,20 @@ class FastTrainTransform(TrainTransform):
         check_targets(boxes, labels, difficult)
         pil = to_pil(image)
         window = aug.window(pil.size)  # the reference's canvas and crop, in whole pixels
+        placed = image_region(pil.size, window, self.size)
         photometric = None if self.defer_photometric else aug.photometric
-        out = render_window(pil, window, self.size, mean_colour(self.mean), photometric)
+        out = _render(pil, placed, self.size, mean_colour(self.mean), photometric)
         new_boxes, keep = window_boxes(boxes.double(), window, keep_centre=aug.crop is not None)
         if aug.flip:
             out, new_boxes = flip(out, new_boxes)
         targets = (new_boxes.float(), labels[keep].long(), difficult[keep].bool())
         if not self.defer_photometric:
             return normalize(out, self.mean, self.std), *targets
-        placed = image_region(pil.size, window, self.size)
         x1, y1, x2, y2 = placed[0] if placed is not None else (0, 0, 0, 0)
         if aug.flip:
             x1, x2 = self.size - x2, self.size - x1
         params = pixel_params(aug.photometric, (x1, y1, x2, y2), self.mean, self.std)
-        chw = np.ascontiguousarray(np.asarray(out, dtype=np.uint8).transpose(2, 0, 1))
+        # PIL's raw encoder hands out one band at a time: [3, S, S] without a transpose
+        planes = bytearray(b"".join(out.tobytes("raw", band) for band in "RGB"))
+        chw = np.frombuffer(planes, dtype=np.uint8).reshape(3, self.size, self.size)
         return torch.from_numpy(chw), *targets, params  # image [3, S, S] uint8
