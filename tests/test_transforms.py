@@ -202,6 +202,18 @@ def test_crop_by_hand():
     assert torch.equal(same, kept) and torch.equal(same_keep, keep)
 
 
+def test_bad_steps_are_named():
+    image = painted(10, 8, (2, 1, 6, 5))
+    with pytest.raises(ValueError, match=r"zoom-out ratio must be >= 1, got expand=\(0.5, 0, 0\)"):
+        zoom_out(image, BOXES, (0.5, 0, 0), (0, 0, 0))
+    with pytest.raises(ValueError, match=r"patch must be xyxy fractions inside \[0, 1\]"):
+        crop(image, BOXES, (0.5, 0.0, 0.2, 1.0))
+    with pytest.raises(
+        ValueError, match=r"u must have shape \[T, 4\], one row per trial, got \[50, 3\]"
+    ):
+        sample_patch(BOXES, 0.5, torch.rand(50, 3, dtype=torch.float64))
+
+
 def test_patch_pixels_are_never_empty():
     assert patch_pixels(3, 3, (0.99, 0.99, 1.0, 1.0)) == (2, 2, 3, 3)
     assert patch_pixels(5, 5, (0.5, 0.5, 0.55, 0.55)) == (2, 2, 3, 3)  # round(2.5) = 2

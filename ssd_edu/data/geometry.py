@@ -6,16 +6,15 @@ overlap, then flipped with p = 0.5. Section 3.6 adds a "zoom out": the image is 
 canvas up to 4 times larger, filled with the mean colour, so that small objects become common.
 The parameters are those of the released Caffe models (``ssd_pascal.py``):
 
-* zoom out with p = 0.5: canvas ``r ~ U[1, 4]`` times the image, the image's corner uniform over
-  the free room;
-* patches: scale ``s ~ U[0.3, 1]`` and aspect ratio ``a ~ U[1/2, 2]`` of the (zoomed-out) image,
-  ``w = s sqrt(a)``, ``h = s / sqrt(a)``; for each minimum IoU in ``{0.1, 0.3, 0.5, 0.7, 0.9}``
-  and for "no constraint", the first of 50 trial patches that overlaps some object by at least
-  that much (:func:`sample_patch`);
+* zoom out with p = 0.5: canvas ``r ~ U[1, 4]`` times the image, the image anywhere on it;
+* patches of scale ``s ~ U[0.3, 1]`` and aspect ratio ``a ~ U[1/2, 2]``; for each minimum IoU in
+  ``{0.1, 0.3, 0.5, 0.7, 0.9}`` and for "no constraint", the first of 50 trial patches that
+  overlaps some object by at least that much (:func:`sample_patch`);
 * crop: objects whose centre lies in the patch are kept, clipped to it (:func:`window_boxes`).
 
-Every step here works on a PIL image and its boxes, in whole pixels as the released code does
-(an integer canvas, an integer crop), and the boxes follow the pixels exactly.
+Every step works on a PIL image and its boxes, in whole pixels as the released code does (an
+integer canvas and crop), and the boxes follow the pixels exactly. Patches are drawn in fractions,
+before any pixel is known: the cut may be half a pixel off the drawn patch, its overlap likewise.
 :class:`Augmentation` holds what one call decided; its :meth:`~Augmentation.window` says which
 part of the original image the output shows, which is how the fast layer
 (``ssd_edu/fast/augment.py``) renders zoom out and crop in one resize.
@@ -28,6 +27,7 @@ Paper: §2.2 "Data augmentation", §3.6 (zoom out), Table 2 (the crop is worth +
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,8 +38,8 @@ from torch import Tensor
 from ssd_edu.boxes import box_iou
 from ssd_edu.data.photometric import Photometric
 
-# None = "no constraint": any patch that keeps at least one object in view (the released code's
-# sampler with max_jaccard_overlap 1.0).
+# None = "no constraint": the first trial, whatever it overlaps (the released code's sampler
+# without min_jaccard_overlap); it is offered only when the image has objects at all.
 MIN_IOUS: tuple[float | None, ...] = (0.1, 0.3, 0.5, 0.7, 0.9, None)
 MAX_TRIALS = 50
 SCALE_RANGE = (0.3, 1.0)
@@ -54,32 +54,32 @@ def trial_patches(u: Tensor) -> Tensor:
     ``w = s sqrt(a)``, ``h = s / sqrt(a)``, and the corner uniform over the places it fits.
 
     Args:
-        u: ``[..., 4]`` float64 uniforms in [0, 1).
+        u: ``[..., 4]`` uniforms in [0, 1) (a float64 tensor or array).
 
     Returns:
-        ``[..., 4]`` xyxy patches, fractions of the image.
+        ``[..., 4]`` float64 xyxy patches, fractions of the image.
 
     Paper: §2.2 "Data augmentation" (patch size in [0.1, 1] of the image in the paper; the
     released code's [0.3, 1] scale and [1/2, 2] aspect ratio).
     """
-    u_scale, u_aspect, u_x, u_y = torch.as_tensor(u, dtype=torch.float64).unbind(-1)
-    s = SCALE_RANGE[0] + (SCALE_RANGE[1] - SCALE_RANGE[0]) * u_scale
-    a = ASPECT_RANGE[0] + (ASPECT_RANGE[1] - ASPECT_RANGE[0]) * u_aspect
-    a = torch.clamp(a, s * s, 1 / (s * s))
-    # numpy's sqrt is correctly rounded everywhere; torch's vectorised float64 sqrt can be one
-    # ulp off on some CPUs, which would make the draw (which trial is first) machine-dependent
-    root_a = torch.as_tensor(np.sqrt(a.numpy()))
+    # numpy, not torch: its sqrt is correctly rounded on every machine (torch's vectorised float64
+    # sqrt can be one ulp off on some CPUs, which would make the draw machine-dependent), and it
+    # is cheaper on a few hundred numbers
+    u = np.asarray(u, dtype=np.float64)
+    s = SCALE_RANGE[0] + (SCALE_RANGE[1] - SCALE_RANGE[0]) * u[..., 0]
+    a = ASPECT_RANGE[0] + (ASPECT_RANGE[1] - ASPECT_RANGE[0]) * u[..., 1]
+    a = np.clip(a, s * s, 1 / (s * s))
     # min(., 1): a = s^2 gives w = 1 up to rounding, and the patch must stay inside the image
-    w, h = (s * root_a).clamp(max=1.0), (s / root_a).clamp(max=1.0)
-    x1, y1 = (1 - w) * u_x, (1 - h) * u_y
-    return torch.stack((x1, y1, x1 + w, y1 + h), dim=-1)
+    w, h = np.minimum(s * np.sqrt(a), 1.0), np.minimum(s / np.sqrt(a), 1.0)
+    x1, y1 = (1 - w) * u[..., 2], (1 - h) * u[..., 3]
+    return torch.from_numpy(np.stack((x1, y1, x1 + w, y1 + h), axis=-1))
 
 
-def first_success(best: Tensor, min_iou: float | None) -> int | None:
+def first_success(best: Sequence[float], min_iou: float | None) -> int | None:
     """The sampler's rule: the first trial whose best overlap reaches ``min_iou``.
 
     Args:
-        best: ``[T]`` each trial's largest IoU with the objects, trials in the order drawn.
+        best: ``T`` numbers, each trial's largest IoU with the objects, in the order drawn.
         min_iou: the constraint; ``None`` ("no constraint") accepts the first trial.
 
     Returns:
@@ -87,7 +87,7 @@ def first_success(best: Tensor, min_iou: float | None) -> int | None:
 
     Paper: §2.2 "Data augmentation"; the released code stops at the first trial that succeeds.
     """
-    for trial, overlap in enumerate(best.tolist()):
+    for trial, overlap in enumerate(best):
         if min_iou is None or overlap >= min_iou:
             return trial
     return None
@@ -108,24 +108,33 @@ def sample_patch(boxes: Tensor, min_iou: float | None, u: Tensor) -> tuple[Tenso
     Paper: §2.2 "Data augmentation" (the patch must overlap some object by at least the drawn
     minimum IoU, one of ``MIN_IOUS``).
     """
+    if np.ndim(u) != 2 or np.shape(u)[1] != 4:
+        raise ValueError(f"u must have shape [T, 4], one row per trial, got {list(np.shape(u))}")
     boxes = torch.as_tensor(boxes).detach().cpu().double().reshape(-1, 4)
     if len(boxes) == 0:
         return None, 0.0
     trials = trial_patches(u)  # [T, 4]
-    best = box_iou(trials, boxes).max(dim=1).values  # [T]
+    best = box_iou(trials, boxes).max(dim=1).values.tolist()  # T overlaps
     first = first_success(best, min_iou)
     if first is None:
         return None, 0.0
-    return trials[first], float(best[first])
+    return trials[first], best[first]
 
 
 def canvas_pixels(
     width: int, height: int, expand: tuple[float, float, float] | None
 ) -> tuple[int, int, int, int]:
-    """The zoom-out canvas in whole pixels: ``(canvas_width, canvas_height, x0, y0)``.
+    """The zoom-out canvas in whole pixels, as the released code makes it (integer sizes).
 
-    The image's top-left corner goes to ``(x0, y0)``, a fraction ``(x, y)`` of the free room.
-    ``expand`` is ``(ratio, x, y)``; ``None`` gives the image itself, ``(width, height, 0, 0)``.
+    Args:
+        width, height: the image's size in pixels.
+        expand: ``(ratio, x, y)`` as drawn; ``None`` for no zoom out.
+
+    Returns:
+        ``(canvas_width, canvas_height, x0, y0)``: ``round(ratio * size)``, and the image's corner
+        on it, ``round(x * free room)``; ``(width, height, 0, 0)`` without zoom out.
+
+    Paper: §3.6 (zoom out).
     """
     if expand is None:
         return width, height, 0, 0
@@ -137,7 +146,18 @@ def canvas_pixels(
 def patch_pixels(
     width: int, height: int, patch: tuple[float, float, float, float]
 ) -> tuple[int, int, int, int]:
-    """A patch (xyxy fractions) in whole pixels of a ``width x height`` image, at least 1 pixel."""
+    """A patch in whole pixels, as the released code crops (integer offsets and sizes).
+
+    Args:
+        width, height: the size in pixels of the image the patch is cut from.
+        patch: xyxy fractions of that image.
+
+    Returns:
+        ``(x1, y1, x2, y2)`` pixels, end exclusive, each corner rounded, at least 1 pixel wide
+        and high.
+
+    Paper: §2.2 "Data augmentation".
+    """
     x1, y1 = min(round(patch[0] * width), width - 1), min(round(patch[1] * height), height - 1)
     return x1, y1, max(round(patch[2] * width), x1 + 1), max(round(patch[3] * height), y1 + 1)
 
@@ -162,6 +182,8 @@ def zoom_out(
 
     Paper: §3.6 (a canvas of up to 16x the image's area, filled with the mean, before the crop).
     """
+    if not expand[0] >= 1:
+        raise ValueError(f"the zoom-out ratio must be >= 1, got expand={expand}")
     width, height = image.size
     cw, ch, x0, y0 = canvas_pixels(width, height, expand)
     canvas = Image.new("RGB", (cw, ch), fill)
@@ -213,6 +235,8 @@ def crop(
 
     Paper: §2.2 "Data augmentation".
     """
+    if not 0 <= patch[0] < patch[2] <= 1 or not 0 <= patch[1] < patch[3] <= 1:
+        raise ValueError(f"patch must be xyxy fractions inside [0, 1], got {tuple(patch)}")
     width, height = image.size
     px = patch_pixels(width, height, patch)
     cut = torch.tensor(px, dtype=torch.float64) / torch.tensor([width, height] * 2)  # [4]
@@ -244,9 +268,8 @@ class Augmentation:
     ``photometric``: the colour distortion, or ``None``. ``expand``: ``(ratio, x, y)`` for
     :func:`zoom_out`, or ``None`` (no zoom out). ``crop``: xyxy patch in fractions of the
     (zoomed-out) canvas, or ``None`` (whole canvas). ``sampler``: which candidate was picked (an
-    entry of ``MIN_IOUS``, or ``"whole"``). ``flip``: mirror or not. Replace fields with
-    ``dataclasses.replace`` to switch single steps off (the notebook shows the steps one at a time
-    this way).
+    entry of ``MIN_IOUS``, or ``"whole"``). ``flip``: mirror or not. ``dataclasses.replace``
+    switches single steps off (the notebook shows the steps one at a time this way).
     """
 
     photometric: Photometric | None
@@ -266,18 +289,11 @@ class Augmentation:
                 window, unrounded.
         """
         if image_size is None:
-            if self.expand is None:
-                canvas = np.array([0.0, 0.0, 1.0, 1.0])
-            else:
-                r, ex, ey = self.expand
-                # the image occupies [x0, x0 + 1] in canvas units of one image width
-                x0, y0 = (r - 1) * ex, (r - 1) * ey
-                canvas = np.array([-x0, -y0, r - x0, r - y0])
-            if self.crop is None:
-                return canvas
-            size = canvas[2:] - canvas[:2]
-            c = np.asarray(self.crop, dtype=np.float64)
-            return np.concatenate((canvas[:2] + c[:2] * size, canvas[:2] + c[2:] * size))
+            # in units of the image: the canvas is r x r, the image's corner at (x0, y0) on it
+            r, ex, ey = self.expand or (1.0, 0.0, 0.0)
+            x0, y0 = (r - 1) * ex, (r - 1) * ey
+            c = self.crop or (0.0, 0.0, 1.0, 1.0)
+            return np.array([c[0] * r - x0, c[1] * r - y0, c[2] * r - x0, c[3] * r - y0])
         width, height = image_size
         cw, ch, x0, y0 = canvas_pixels(width, height, self.expand)
         px = (0, 0, cw, ch) if self.crop is None else patch_pixels(cw, ch, self.crop)

@@ -19,7 +19,7 @@ truncates hue and saturation to 256 levels, so the two agree exactly where only 
 contrast change and to at most 8 grey levels (under 1 on average) where saturation or hue changes
 (``tests/test_fast_photometric.py``). The zoom-out canvas outside ``(x1, y1, x2, y2)`` is left as
 it is: it is the mean colour, which the reference does not distort either. Speed
-(``python benchmarks/bench_data.py``): a batch of 32 x 300x300 takes about 0.45 s on one CPU core;
+(``python benchmarks/bench_data.py``): a batch of 32 x 300x300 takes about 0.5 s on one CPU core;
 a worker's CPU time per image drops by about 40% when the colours wait for the device.
 
 Shapes: images ``[B, 3, H, W]`` uint8 RGB; params ``[B, 15]`` float32 (one row per image, fields
