@@ -32,41 +32,24 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import report, timeit  # noqa: E402
 
+from ssd_edu.config import SHAPES_DATA, SMALL_WIDTH, TrainConfig  # noqa: E402
 from ssd_edu.data import SHAPE_CLASSES, VOC_CLASSES, ShapesDataset, collate_detections  # noqa: E402
-from ssd_edu.loss import MultiBoxLoss  # noqa: E402
-from ssd_edu.matching import assign_targets_batch  # noqa: E402
+from ssd_edu.fast.engine import TrainEngine  # noqa: E402
 from ssd_edu.model import ssd300, ssd_small  # noqa: E402
-from ssd_edu.train import SHAPES_DATA, SMALL_WIDTH  # noqa: E402
 
 TOPIC = "train"
 
 
-def step_fn(model, images, boxes, labels, amp_dtype=None):
-    """One SGD step on a fixed batch, as the training loop does it.
+def step_fn(model, images, boxes, labels, amp: str = "none"):
+    """One training step on a fixed batch, as the training loop takes it: the engine's step.
 
-    ``boxes`` and ``labels`` stay on the CPU, as the loop keeps them (matching pads them there and
-    sends them over in one copy); on CUDA the SGD step is the fused one, as in the loop.
+    ``boxes`` and ``labels`` stay on the CPU, as the loop keeps them; on CUDA the engine adds
+    autocast, channels_last, matching on a side stream, fused SGD and the deferred guard.
     """
     device = images.device
-    criterion = MultiBoxLoss(check_targets=False)  # the loop checks labels on the CPU
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=1e-4,
-        momentum=0.9,
-        weight_decay=5e-4,
-        fused=True if device.type == "cuda" else None,
-    )
-
-    def step():
-        loc_t, cls_t = assign_targets_batch(boxes, labels, model.priors)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loc, logits = model(images)
-        loss = criterion(loc.float(), logits.float(), loc_t, cls_t)[0]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
+    cfg = TrainConfig(lr=1e-4, warmup_iters=0, lr_steps=(), amp=amp, channels_last=True)
+    engine = TrainEngine(model, model, cfg, device)
+    return lambda: engine.step(images, boxes, labels)
 
 
 def bench_small_cpu() -> None:
@@ -103,7 +86,7 @@ def bench_ssd300_cuda(batch_size: int) -> None:
         wh = torch.rand(3, 2, generator=gen) * 0.3 + 0.05
         boxes.append(torch.cat([xy, xy + wh], dim=1))  # on the CPU, as the loader gives them
         labels.append(torch.randint(1, 21, (3,), generator=gen))
-    step = step_fn(model, images, boxes, labels, amp_dtype=torch.bfloat16)
+    step = step_fn(model, images, boxes, labels, amp="bf16")
     seconds = timeit(step, repeat=10, warmup=5)
     report(
         TOPIC,
@@ -130,25 +113,16 @@ def _where(defer_photometric: bool) -> str:
 
 def bench_loader_alone(defer_photometric: bool, batch_size: int = 32, batches: int = 100) -> None:
     """The training DataLoader with no model: how fast the workers make augmented batches."""
-    from torch.utils.data import DataLoader
 
+    from ssd_edu.data.loader import training_loader
     from ssd_edu.fast.photometric import finish_batch
-    from ssd_edu.train import _collate, _EpochBatches, _SeededItems
 
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
     workers = min(14, os.cpu_count() or 1)
     with tempfile.TemporaryDirectory() as tmp:
         train_set = toy_voc(Path(tmp) / "VOCdevkit", defer_photometric)
-        loader = DataLoader(
-            _SeededItems(train_set, 0),
-            batch_sampler=_EpochBatches(train_set, batch_size, 0, 0, 1),
-            num_workers=workers,
-            collate_fn=_collate,
-            pin_memory=cuda,
-            persistent_workers=True,
-            prefetch_factor=4,
-        )
+        loader, _ = training_loader(train_set, batch_size, 0, num_workers=workers, pin_memory=cuda)
 
         def next_batch(it) -> None:
             images, _, _, _, pixel_work = next(it)
@@ -181,7 +155,7 @@ def bench_loader_alone(defer_photometric: bool, batch_size: int = 32, batches: i
 
 
 def bench_ssd300_pipeline(defer_photometric: bool, batch_size: int = 32, iters: int = 120) -> None:
-    from ssd_edu.train import TrainConfig, train
+    from ssd_edu.train import train
 
     workers = min(14, os.cpu_count() or 1)
     with tempfile.TemporaryDirectory() as tmp:

@@ -146,7 +146,11 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
         raise ValueError(
             f"batch dimensions of a {list(a.shape)} and b {list(b.shape)} do not broadcast"
         ) from None
-    return box_iou_paired(a[..., :, None, :], b[..., None, :, :])  # [..., N, M]
+    # all pairs: coordinates-first [4, ..., N, 1] against [4, ..., 1, M] (checked above)
+    return _iou(
+        a[..., :, None, :].movedim(-1, 0).contiguous(),
+        b[..., None, :, :].movedim(-1, 0).contiguous(),
+    )
 
 
 def encode(matched: Tensor, priors: Tensor, variances: tuple[float, float] = VARIANCES) -> Tensor:

@@ -84,16 +84,18 @@ class TrainConfig:
             _need(name, getattr(self, name), "an int at least 1", lambda v: _is_int(v) and v >= 1)
         for name in ("warmup_iters", "eval_every", "checkpoint_every", "num_workers", "seed"):
             _need(name, getattr(self, name), "an int >= 0", lambda v: _is_int(v) and v >= 0)
-        _need("lr", self.lr, "positive and finite", lambda v: _finite(v) and v > 0)
-        _need("momentum", self.momentum, "in [0, 1)", lambda v: _finite(v) and 0 <= v < 1)
-        _need("weight_decay", self.weight_decay, ">= 0 and finite", lambda v: _finite(v) and v >= 0)
-        _need("lr_gamma", self.lr_gamma, "in (0, 1]", lambda v: _finite(v) and 0 < v <= 1)
-        _need("warmup_factor", self.warmup_factor, "in [0, 1]", lambda v: _finite(v) and 0 <= v <= 1)
-        _need("iou_threshold", self.iou_threshold, "in (0, 1]", lambda v: _finite(v) and 0 < v <= 1)
-        _need(
-            "neg_pos_ratio", self.neg_pos_ratio, ">= 0 and finite", lambda v: _finite(v) and v >= 0
-        )
-        _need("alpha", self.alpha, ">= 0 and finite", lambda v: _finite(v) and v >= 0)
+        # (name, what it must be, the test): each number of the recipe, refused by name
+        for name, what, ok in (
+            ("lr", "positive and finite", lambda v: v > 0),
+            ("momentum", "in [0, 1)", lambda v: 0 <= v < 1),
+            ("weight_decay", ">= 0 and finite", lambda v: v >= 0),
+            ("lr_gamma", "in (0, 1]", lambda v: 0 < v <= 1),
+            ("warmup_factor", "in [0, 1]", lambda v: 0 <= v <= 1),
+            ("iou_threshold", "in (0, 1]", lambda v: 0 < v <= 1),
+            ("neg_pos_ratio", ">= 0 and finite", lambda v: v >= 0),
+            ("alpha", ">= 0 and finite", lambda v: v >= 0),
+        ):
+            _need(name, getattr(self, name), what, lambda v, ok=ok: _finite(v) and ok(v))
         if self.amp not in ("bf16", "fp16", "none"):
             raise ValueError(f"amp must be 'bf16', 'fp16' or 'none', got {self.amp!r}")
         if list(self.lr_steps) != sorted(self.lr_steps) or not all(map(_is_int, self.lr_steps)):

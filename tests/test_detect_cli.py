@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
+from ssd_edu.checkpoint import load_checkpoint
 from ssd_edu.cli import detect
 from ssd_edu.cli import train as train_cli
-from ssd_edu.checkpoint import load_checkpoint
 from ssd_edu.data import SHAPE_CLASSES
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -279,9 +279,8 @@ class Augmentation:
     flip: bool
 
     def window(self, image_size: tuple[int, int] | None = None) -> np.ndarray:
-        """The output's field of view as ``[4]`` xyxy in fractions of the original image.
-
-        It may extend past [0, 1] where zoom out shows the mean-coloured canvas.
+        """The output's field of view, ``[4]`` xyxy fractions of the original image (past [0, 1]
+        where zoom out shows the mean-coloured canvas).
 
         Args:
             image_size: ``(width, height)`` of the original image: the window is then the exact

@@ -30,7 +30,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ssd_edu.boxes import box_iou
+from ssd_edu.boxes import _iou
 from ssd_edu.data.loader import collate_detections
 from ssd_edu.data.transforms import TrainTransform, item_generator
 from ssd_edu.imagenet import IMAGENET_MEAN, IMAGENET_STD, normalize
@@ -144,9 +144,11 @@ def _fits(box: tuple[int, int, int, int], placed: list[tuple[int, int, int, int]
         return True
     # float64 on whole pixels: areas are exact integers, so the quotient is the same one a plain
     # integer formula gives, and every scene stays as it was
-    new, old = torch.tensor([box], dtype=torch.float64), torch.tensor(placed, dtype=torch.float64)
-    iou = box_iou(new, old)  # [1, G]
-    return bool((iou <= MAX_BOX_IOU).all())
+    # (box_iou's arithmetic, on coordinates-first tensors: [4] against [4, G], unchecked, since
+    # this runs for every placement attempt of every image)
+    new = torch.tensor(box, dtype=torch.float64)  # [4]
+    old = torch.tensor(placed, dtype=torch.float64).T  # [4, G]
+    return bool((_iou(new, old) <= MAX_BOX_IOU).all())  # [G]
 
 
 Transform = Callable[..., tuple[Tensor, Tensor, Tensor, Tensor]]

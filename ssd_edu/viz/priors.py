@@ -80,35 +80,18 @@ def plot_cell_default_boxes(
         lines = np.arange(f + 1) * step
         ax.vlines(lines, 0, f * step, colors="white", linewidth=0.5, alpha=0.5)
         ax.hlines(lines, 0, f * step, colors="white", linewidth=0.5, alpha=0.5)
-    ax.add_patch(
-        Rectangle(
-            (j * step, i * step),
-            step,
-            step,
-            facecolor="white",
-            alpha=0.45,
-            edgecolor="none",
-            gid="cell",
-        )
-    )
+    cell = Rectangle((j * step, i * step), step, step, facecolor="white", alpha=0.45)
+    cell.set(edgecolor="none", gid="cell")
+    ax.add_patch(cell)
     centre = torch.tensor([(j + 0.5) * step, (i + 0.5) * step], dtype=torch.float64) / side
     wh = cell_boxes_wh(cfg, k, dtype=torch.float64)  # [A, 2]
     boxes = torch.cat((centre.expand_as(wh), wh), dim=1)  # [A, 4] cxcywh
-    for n, ((x1, y1, x2, y2), name) in enumerate(
-        zip((cxcywh_to_xyxy(boxes) * side).tolist(), cell_box_names(cfg, k))
-    ):
-        ax.add_patch(
-            Rectangle(
-                (x1, y1),
-                x2 - x1,
-                y2 - y1,
-                fill=False,
-                linewidth=2,
-                edgecolor=_CELL_BOX_COLOURS[n % len(_CELL_BOX_COLOURS)],
-                label=name,
-                gid="default_box",
-            )
-        )
+    corners = (cxcywh_to_xyxy(boxes) * side).tolist()
+    for n, ((x1, y1, x2, y2), name) in enumerate(zip(corners, cell_box_names(cfg, k))):
+        colour = _CELL_BOX_COLOURS[n % len(_CELL_BOX_COLOURS)]
+        box = Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, linewidth=2, edgecolor=colour)
+        box.set(label=name, gid="default_box")
+        ax.add_patch(box)
     ax.plot(*(centre * side).tolist(), marker="o", color="white", markeredgecolor="black")
     pad = margin * side
     for spine in ax.spines.values():
