@@ -238,7 +238,8 @@ def _check_outputs(
     _check_threshold("score_threshold", score_threshold)
     _check_positive_int("candidates_per_class", candidates_per_class)
     for name, t in (("loc", loc), ("logits", logits)):
-        if torch.isnan(t).any():
+        # one reduction first (a sum is NaN when any term is), the search only when it is
+        if torch.isnan(t.sum()) and torch.isnan(t).any():
             b, p = (int(i) for i in torch.nonzero(torch.isnan(t).flatten(2).any(2))[0])
             raise ValueError(
                 f"{name} of image {b} is NaN at default box {p}: the network's output is broken "

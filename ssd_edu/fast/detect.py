@@ -4,8 +4,8 @@ The reference scores one image and one class at a time (a sort of all P default 
 runs the greedy loop per class. Here:
 
 * the candidates of every class of every image come from one ``topk`` over ``[B, C-1, P]``
-  (ties exactly at the cut resolved to the lower default-box index, as the reference's stable
-  sort resolves them), then one stable sort of the few hundred kept per class;
+  (where a tie crosses the cut, that row is sorted as the reference sorts it, so the lower
+  default-box indices win), then one stable sort of the few hundred kept per class;
 * NMS is either :func:`ssd_edu.fast.nms.batched_nms` image by image (the CPU's default: the least
   arithmetic), or, with ``all_at_once``, every class of every image together: one overlap matrix
   per class (at most ``candidates_per_class`` squared) and the greedy rule solved for all of them
@@ -41,13 +41,17 @@ def ranked_candidates(
     boxes = decode(loc, priors)  # [B, P, 4] xyxy
     scores = torch.softmax(logits, dim=-1)[..., 1:].transpose(1, 2)  # [B, C-1, P], no background
     top = min(candidates_per_class, scores.shape[2])
-    cut = torch.topk(scores, top, dim=2).values[..., -1:]  # [B, C-1, 1] the top-th best score
-    # topk picks freely among scores tied at the cut; the reference takes the lowest indices
-    above = scores > cut  # [B, C-1, P]
-    at_cut = scores == cut
-    room = top - above.sum(2, keepdim=True)  # [B, C-1, 1] places left for tied scores
-    chosen = above | (at_cut & (at_cut.cumsum(2) <= room))  # exactly `top` per row
-    prior_idx = torch.nonzero(chosen)[:, 2].view(*scores.shape[:2], top)  # ascending per row
+    # one more than needed: where the (top+1)-th score equals the top-th, a tie crosses the cut
+    # and topk's free choice among the tied boxes may differ from the reference's stable sort
+    values, prior_idx = torch.topk(scores, min(top + 1, scores.shape[2]), dim=2)
+    prior_idx = prior_idx[..., :top]  # [B, C-1, top]
+    if values.shape[2] > top:
+        tied = torch.nonzero(values[..., top] == values[..., top - 1])  # [R, 2] (image, class)
+        if len(tied):  # rare: those rows the reference's way, lowest indices among the ties
+            rows = scores[tied[:, 0], tied[:, 1]]  # [R, P]
+            best = torch.sort(rows, dim=1, descending=True, stable=True).indices[:, :top]
+            prior_idx[tied[:, 0], tied[:, 1]] = best
+    prior_idx = prior_idx.sort(dim=2).values  # index order first: equal scores keep it
     ranked = scores.gather(2, prior_idx)  # [B, C-1, top]
     ranked, order = torch.sort(ranked, dim=2, descending=True, stable=True)
     return boxes, ranked, prior_idx.gather(2, order)
