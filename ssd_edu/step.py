@@ -121,7 +121,9 @@ def first_non_finite(model: nn.Module, losses: Tensor | None, gradients: bool) -
     named = [(what, t) for what, t in named if t.is_floating_point()]
     if not named:
         return None
-    finite = torch.stack([torch.isfinite(t).all() for _, t in named])  # one read-back for all
+    # the largest magnitude of each tensor: NaN or inf exactly when the tensor holds one (a sum
+    # could overflow on large finite values); one fused call and one read-back for all of them
+    finite = torch.isfinite(torch.stack(torch._foreach_norm([t for _, t in named], float("inf"))))
     if bool(finite.all()):
         return None
     return named[int(torch.nonzero(~finite)[0])][0]

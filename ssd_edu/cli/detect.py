@@ -5,8 +5,10 @@
 For each image: resize to the model's square input (as at test time in the paper, the aspect ratio
 is not kept), normalise, run the network, decode the offsets against the default boxes, keep
 class scores above ``--score``, suppress overlaps per class (NMS at 0.45), and draw what is left on
-the original image, ``DIR/<name>_detections.png``. The boxes are fractions of the image, so they map
-back onto the original pixels unchanged. The detections are also printed, in pixels.
+the original image, ``DIR/<name>_detections.png`` (two images of the same name get ``<name>_2``,
+and the command says so). The boxes are fractions of the image, so they map back onto the original
+pixels unchanged; they are printed in pixels, clipped to the image. A file that cannot be read as
+an image is reported by name and skipped, the others are still done, and the exit status is then 1.
 
 The checkpoint carries everything needed to rebuild the network (model name, number of classes,
 class names, default-box configuration; see :mod:`ssd_edu.checkpoint`), so no other file is read.
@@ -23,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,49 +50,74 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0.0 <= args.score < 1.0:
         print(f"--score must lie in [0, 1), got {args.score}", file=sys.stderr)
         return 2
-    missing = [p for p in args.images if not Path(p).is_file()]
-    if missing:
-        print(f"no such image file(s): {', '.join(missing)}", file=sys.stderr)
-        return 2
-
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no window, works on servers
-    import matplotlib.pyplot as plt
 
     from ssd_edu.checkpoint import load_model
+
+    try:
+        model, spec = load_model(args.checkpoint, device=args.device)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    failed = 0
+    for path, target in _targets([Path(p) for p in args.images], Path(args.out)).items():
+        try:
+            _detect_one(model, spec["class_names"], path, target, args)
+        except OSError as e:  # ImageReadError names the file; the other images still go on
+            print(f"skipped {e}", file=sys.stderr)
+            failed += 1
+    if failed:
+        print(f"{failed} of {len(args.images)} image(s) could not be read", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _targets(paths: list[Path], out_dir: Path) -> dict[Path, Path]:
+    """One output file per input; a name already taken in this run gets a numbered suffix."""
+    targets: dict[Path, Path] = {}
+    taken: dict[str, Path] = {}
+    for path in paths:
+        if path in targets:
+            continue
+        name, n = f"{path.stem}_detections.png", 1
+        while name in taken:
+            n += 1
+            name = f"{path.stem}_{n}_detections.png"
+        if n > 1:
+            first = taken[f"{path.stem}_detections.png"]
+            print(f"note: {path} -> {name} ({path.stem}_detections.png is {first}'s)")
+        taken[name], targets[path] = path, out_dir / name
+    return targets
+
+
+def _detect_one(model, class_names: list[str], path: Path, target: Path, args) -> None:
+    import matplotlib.pyplot as plt
+
+    from ssd_edu.atomic import atomic_write
+    from ssd_edu.data.images import read_image
     from ssd_edu.data.transforms import EvalTransform
     from ssd_edu.predict import predict
     from ssd_edu.viz import draw_boxes, show_image
 
-    model, spec = load_model(args.checkpoint, device=args.device)
-    class_names = spec["class_names"]
-    to_input = EvalTransform(model.cfg.image_size)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    no_boxes = torch.zeros(0, 4)
-    no_labels, no_difficult = torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.bool)
-    for path in map(Path, args.images):
-        photo = Image.open(path).convert("RGB")
-        image, *_ = to_input(photo, no_boxes, no_labels, no_difficult)  # [3, S, S]
-        ((boxes, scores, labels),) = predict(
-            model, image[None].to(args.device), score_threshold=args.score, top_k=args.top_k
-        )
-        boxes, scores, labels = boxes.cpu(), scores.cpu(), labels.cpu()
-
-        fig, ax = plt.subplots(figsize=(6, 6 * photo.height / photo.width))
-        size = show_image(ax, np.asarray(photo))  # the original pixels, not the resized input
-        draw_boxes(ax, boxes, size, labels=labels, scores=scores, class_names=class_names)
-        ax.set_title(f"{path.name}: {len(boxes)} detection(s), score > {args.score}")
-        target = out_dir / f"{path.stem}_detections.png"
-        fig.savefig(target, dpi=100, bbox_inches="tight")
-        plt.close(fig)
-
-        print(f"{path}: {len(boxes)} detection(s) -> {target}")
-        pixels = boxes * torch.tensor([photo.width, photo.height] * 2)  # [K, 4] in pixels
-        for (x1, y1, x2, y2), s, l in zip(pixels.tolist(), scores.tolist(), labels.tolist()):
-            print(f"  {class_names[l - 1]:>12s} {s:.3f}  ({x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f})")
-    return 0
+    photo = read_image(path)  # 8-bit RGB; an unreadable file raises an error naming it
+    nothing = (torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=bool))
+    image, *_ = EvalTransform(model.cfg.image_size)(photo, *nothing)  # [3, S, S]
+    ((boxes, scores, labels),) = predict(
+        model, image[None].to(args.device), score_threshold=args.score, top_k=args.top_k
+    )
+    boxes = boxes.cpu().clamp(0, 1)  # the network may reach past the image; the picture may not
+    scores, labels = scores.cpu(), labels.cpu()
+    fig, ax = plt.subplots(figsize=(6, 6 * photo.height / photo.width))
+    size = show_image(ax, np.asarray(photo))  # the original pixels, not the resized input
+    draw_boxes(ax, boxes, size, labels=labels, scores=scores, class_names=class_names)
+    ax.set_title(f"{path.name}: {len(boxes)} detection(s), score > {args.score}")
+    atomic_write(target, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
+    plt.close(fig)
+    print(f"{path}: {len(boxes)} detection(s) -> {target}")
+    pixels = boxes * torch.tensor([photo.width, photo.height] * 2)  # [K, 4] in pixels
+    for (x1, y1, x2, y2), s, l in zip(pixels.tolist(), scores.tolist(), labels.tolist()):
+        print(f"  {class_names[l - 1]:>12s} {s:.3f}  ({x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f})")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ from ssd_edu.data.geometry import (
     trial_patches,
     zoom_out,
 )
+from ssd_edu.data.images import to_rgb
 from ssd_edu.data.photometric import (
     N_UNIFORMS,
     Photometric,
@@ -114,7 +115,7 @@ def check_targets(boxes: Tensor, labels: Tensor, difficult: Tensor) -> None:
 def to_pil(image: Image.Image | Tensor) -> Image.Image:
     """A PIL RGB image from a PIL image or a ``[3, H, W]`` tensor (uint8, or floats in [0, 1])."""
     if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
+        return to_rgb(image)  # 16-bit and float images scaled, decoding errors name the file
     if not isinstance(image, Tensor) or image.ndim != 3 or image.shape[0] != 3:
         got = list(image.shape) if isinstance(image, Tensor) else type(image).__name__
         raise ValueError(f"image must be a PIL image or a [3, H, W] tensor, got {got}")

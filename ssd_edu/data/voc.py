@@ -33,10 +33,10 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml.ElementTree as ET
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ssd_edu.data.images import ImageReadError, open_image, to_rgb
 from ssd_edu.data.transforms import item_generator
 
 VOC_CLASSES: tuple[str, ...] = (
@@ -266,7 +266,8 @@ class VOCDetection(Dataset):
         path = self.image_path(index)
         if not path.is_file():
             raise FileNotFoundError(f"image {path} not found (image id {self.image_ids[index]!r})")
-        image = Image.open(path)  # lazy: pixels are decoded only when the transform needs them
+        where = f"image id {self.image_ids[index]!r}, dataset index {index}"
+        image = open_image(path, where)  # lazy: pixels are decoded when the transform needs them
         if image.size != (ann["width"], ann["height"]):
             warnings.warn(
                 f"{path}: image is {image.size[0]}x{image.size[1]} but its annotation says "
@@ -275,8 +276,11 @@ class VOCDetection(Dataset):
             )
         boxes, labels, difficult = ann["boxes"], ann["labels"], ann["difficult"]
         if self.transform is None:
-            pixels = np.asarray(image.convert("RGB"))  # [H, W, 3]
+            pixels = np.asarray(to_rgb(image, where))  # [H, W, 3]
             chw = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
             return chw, boxes, labels, difficult
         g = item_generator(self.seed, self.epoch, index)
-        return self.transform(image, boxes, labels, difficult, generator=g)
+        try:
+            return self.transform(image, boxes, labels, difficult, generator=g)
+        except ImageReadError as e:  # decoded inside the transform: add the item's names
+            raise ImageReadError(f"{e} ({where})") from None

@@ -185,10 +185,10 @@ class TrainEngine:
 
     def _any_non_finite(self, tensors: list[Tensor]) -> Tensor:
         """``1.0`` on the device if any floating tensor holds a NaN or inf, else ``0.0``."""
-        flags = [
-            ~torch.isfinite(t).all() for t in tensors if t is not None and t.is_floating_point()
-        ]
-        bad = torch.stack(flags).any().float() if flags else self.halt.new_zeros(())
+        tensors = [t for t in tensors if t is not None and t.is_floating_point()]
+        # the largest magnitude of each: NaN or inf exactly when the tensor holds one
+        largest = torch._foreach_norm(tensors, float("inf")) if tensors else []
+        bad = (~torch.isfinite(torch.stack(largest))).any().float() if largest else self.halt * 0
         if self.world > 1:
             dist.all_reduce(bad)  # every rank stops together, or the others would hang
         return bad
