@@ -152,6 +152,14 @@ def _targets(
 # ---------------------------------------------------------------- input checks (shared by fast/)
 
 
+class BadGroundTruth(ValueError):
+    """A box or label that cannot be matched; ``image`` is its place in the batch (or None)."""
+
+    def __init__(self, message: str, image: int | None) -> None:
+        super().__init__(message)
+        self.image = image
+
+
 def _check_settings(priors: Tensor, iou_threshold: float) -> None:
     if not 0 < iou_threshold <= 1:
         raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold!r}")
@@ -212,11 +220,12 @@ def _check_gt_values(boxes: Tensor, labels: Tensor | None, image: int | None) ->
         if mask.any():
             g = int(torch.nonzero(mask)[0])
             values = ", ".join(f"{v:.4g}" for v in boxes[g].tolist())
-            raise ValueError(f"gt_boxes{at}[{g}] = [{values}] {what}")
+            raise BadGroundTruth(f"gt_boxes{at}[{g}] = [{values}] {what}", image)
     below = labels < 1 if labels is not None else torch.zeros(0, dtype=torch.bool)  # [G]
     if below.any():
         g = int(torch.nonzero(below)[0])
-        raise ValueError(
+        raise BadGroundTruth(
             f"gt_labels{at}[{g}] = {int(labels[g])}: object labels must be >= 1 "
-            f"(label 0 is background and is never given as an object)"
+            f"(label 0 is background and is never given as an object)",
+            image,
         )

@@ -48,6 +48,7 @@ from ssd_edu.checkpoint import (
 from ssd_edu.config import SHAPES_DATA, SMALL_WIDTH, TrainConfig, lr_factor, shapes_datasets
 from ssd_edu.data.loader import training_loader
 from ssd_edu.fast.engine import TrainEngine
+from ssd_edu.matching import BadGroundTruth
 from ssd_edu.model.ssd import unwrap
 from ssd_edu.predict import evaluate_model, predict
 from ssd_edu.runlog import LOG_FIELDS, RunLog, read_log
@@ -152,6 +153,8 @@ def train(
         engine.flush()
     except NonFiniteLossError as bad:  # say where: the iteration, the images, what is kept
         raise _stopped(bad, iteration, train_set, last_ckpt, saved_at) from None
+    except BadGroundTruth as bad:  # the batch slot it names, as a dataset index and image id
+        raise BadGroundTruth(_in_dataset(bad, iteration, indices, train_set), None) from None
     finally:
         bar.close()
         log.close()
@@ -251,6 +254,13 @@ def _progress_bar(cfg: TrainConfig, start: int, show: bool):
     return tqdm(
         total=cfg.max_iters, initial=start, disable=not show, desc="train", dynamic_ncols=True
     )
+
+
+def _in_dataset(bad: BadGroundTruth, iteration: int, indices: list[int], dataset) -> str:
+    ids = getattr(dataset, "image_ids", None)
+    index = indices[bad.image] if bad.image is not None else None
+    name = f", image id {ids[index]!r}" if ids is not None and index is not None else ""
+    return f"{bad} (iteration {iteration}: dataset index {index}{name})"
 
 
 def _stopped(bad, iteration, dataset, last_ckpt, saved_at) -> NonFiniteLossError:

@@ -20,6 +20,7 @@ Paper: not in the paper; §3's schedule counts iterations, which this stream pro
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -132,6 +133,15 @@ class EpochBatches:
             )
         self.epoch, self.start = divmod(start, self.per_epoch)
 
+    def indices_at(self, step: int) -> list[int]:
+        """The dataset indices of batch ``step`` of the stream (0 = its first batch)."""
+        epoch, b = divmod(self.epoch * self.per_epoch + self.start + step, self.per_epoch)
+        current = self.sampler.epoch
+        self.sampler.set_epoch(epoch)
+        order = list(self.sampler)
+        self.sampler.set_epoch(current)  # the running stream keeps its own epoch
+        return order[b * self.batch_size : (b + 1) * self.batch_size]
+
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         epoch, start = self.epoch, self.start
         while True:
@@ -148,6 +158,40 @@ def collate_indexed(items: list) -> tuple[Tensor, list, list, list[int], Tensor 
     return images, boxes, labels, [index for _, index in items], (params[0] if params else None)
 
 
+# seconds a DataLoader worker may take for one batch before training stops and says which
+WORKER_TIMEOUT = 300.0
+
+
+class LoaderTimeout(RuntimeError):
+    """A data-loading worker took too long for a batch; the message names the worker and items."""
+
+
+class TrainingStream:
+    """The training DataLoader, iterated so that a stuck worker is named with the batch it held.
+
+    Batches go to the workers in turn, so batch ``k`` of the stream was worker ``k % workers``'s.
+    """
+
+    def __init__(self, loader: DataLoader, batches: EpochBatches, workers: int) -> None:
+        self.loader, self.batches, self.workers = loader, batches, workers
+
+    def __iter__(self) -> Iterator[tuple]:
+        it = iter(self.loader)
+        for k in itertools.count():
+            try:
+                batch = next(it)
+            except RuntimeError as e:
+                if "timed out" not in str(e):
+                    raise
+                raise LoaderTimeout(
+                    f"data-loading worker {k % max(self.workers, 1)} took more than "
+                    f"{WORKER_TIMEOUT:g} s for batch {k} of this stream (dataset indices "
+                    f"{self.batches.indices_at(k)}): one of those items hangs (a network "
+                    f"drive, a lock, an endless loop in a transform?)"
+                ) from None
+            yield batch
+
+
 def training_loader(
     dataset: Dataset,
     batch_size: int,
@@ -157,7 +201,7 @@ def training_loader(
     num_workers: int = 0,
     start: int = 0,
     pin_memory: bool = False,
-) -> tuple[DataLoader, EpochBatches]:
+) -> tuple[TrainingStream, EpochBatches]:
     """The endless training stream, starting at iteration ``start``.
 
     Returns:
@@ -173,5 +217,6 @@ def training_loader(
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
+        timeout=WORKER_TIMEOUT if num_workers > 0 else 0,
     )
-    return loader, batches
+    return TrainingStream(loader, batches, num_workers), batches

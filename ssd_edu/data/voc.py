@@ -33,6 +33,7 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml.ElementTree as ET
 import numpy as np
 import torch
+from defusedxml import DefusedXmlException
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -115,6 +116,8 @@ def parse_annotation(path: str | Path, class_names: Sequence[str] = VOC_CLASSES)
     path = Path(path)
     try:
         root = ET.parse(path).getroot()
+    except DefusedXmlException as e:  # entities, DTDs: refused, never expanded
+        raise ValueError(f"{path}: refused to parse ({type(e).__name__}: {e})") from None
     except ParseError as e:
         raise ValueError(f"{path}: malformed XML ({e})") from None
     size = root.find("size")
