@@ -64,10 +64,25 @@ def test_solution_passes(capsys):
     assert "box_iou: all 10 cases passed" in capsys.readouterr().out
 
 
-def test_library_passes():
+def test_the_library_is_refused_and_its_rule_passes():
     from ssd_edu.boxes import box_iou
 
-    check_box_iou(box_iou)
+    with pytest.raises(ExerciseFailure, match="library's own box_iou"):
+        check_box_iou(box_iou)
+    with pytest.raises(ExerciseFailure, match="library's own box_iou"):
+        check_box_iou(lambda a, b: box_iou(a, b))  # a thin wrapper
+
+    def written_out(a, b):  # the rule, as a student writes it
+        wh = (
+            torch.minimum(a[:, None, 2:], b[None, :, 2:])
+            - torch.maximum(a[:, None, :2], b[None, :, :2])
+        ).clamp(min=0)
+        inter = wh[..., 0] * wh[..., 1]
+        area = lambda x: (x[:, 2:] - x[:, :2]).clamp(min=0).prod(1)  # noqa: E731
+        union = area(a)[:, None] + area(b)[None, :] - inter
+        return torch.where(union > 0, inter / union.clamp(min=1e-30), 0.0)
+
+    check_box_iou(written_out)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import copy_of
 
 from ssd_edu.exercises import ExerciseFailure, check_crop_boxes
 
@@ -39,7 +40,7 @@ def mistake(rule="centre", clip=True, scale=True, swap_axes=False):
 
 def test_passes_the_solution(capsys):
     check_crop_boxes(solution)
-    assert "check_crop_boxes: all 9 cases passed" in capsys.readouterr().out
+    assert "check_crop_boxes: all 10 cases passed" in capsys.readouterr().out
 
 
 def test_stub():
@@ -91,5 +92,20 @@ def test_the_library_passes_its_own_checker(capsys):
     # the checker's reference is window_boxes, the box arithmetic of the library's crop
     from ssd_edu.data.geometry import window_boxes
 
-    check_crop_boxes(lambda boxes, patch: window_boxes(boxes, patch))
-    assert "check_crop_boxes: all 9 cases passed" in capsys.readouterr().out
+    with pytest.raises(ExerciseFailure, match="library's own window_boxes"):
+        check_crop_boxes(lambda boxes, patch: window_boxes(boxes, patch))
+    rule = copy_of(window_boxes)
+    check_crop_boxes(lambda boxes, patch: rule(boxes, patch))
+    assert "check_crop_boxes: all 10 cases passed" in capsys.readouterr().out
+
+
+def test_a_strict_centre_test_is_named():
+    def strict(boxes, patch):
+        centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+        keep = ((centre > patch[:2]) & (centre < patch[2:])).all(1)
+        w, h = patch[2] - patch[0], patch[3] - patch[1]
+        moved = (boxes - patch[[0, 1, 0, 1]]) / torch.stack((w, h, w, h))
+        return moved.clamp(0, 1)[keep], keep
+
+    with pytest.raises(ExerciseFailure, match=r"exactly on the patch's edge counts as inside"):
+        check_crop_boxes(strict)

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import copy_of
 
 from ssd_edu.exercises import ExerciseFailure, check_average_precision
 from ssd_edu.exercises.evaluate import (
@@ -98,7 +99,9 @@ def test_checker_passes_the_solution(capsys):
 def test_checker_passes_the_library():
     from ssd_edu.evaluate import average_precision
 
-    check_average_precision(average_precision)
+    with pytest.raises(ExerciseFailure, match="library's own average_precision"):
+        check_average_precision(average_precision)
+    check_average_precision(copy_of(average_precision))
 
 
 def test_stub_is_reported_as_not_implemented():
@@ -128,3 +131,33 @@ def test_each_mistake_gets_its_hint(mistake, hint, case):
 def test_wrong_type_is_named():
     with pytest.raises(ExerciseFailure, match="expected a float, got list"):
         check_average_precision(returns_list)
+
+
+def _eleven_point(levels, envelope=True):
+    def ap(recall, precision, use_07_metric=True):
+        if len(recall) == 0:
+            return 0.0
+        if not use_07_metric:
+            return solution(recall, precision, use_07_metric=False)
+        env = precision.flip(0).cummax(0).values.flip(0) if envelope else precision
+        total = 0.0
+        for t in levels:
+            reached = env[recall >= t]
+            if len(reached):
+                total += float(reached.max()) if envelope else float(reached[0])
+        return total / 11
+
+    return ap
+
+
+def test_float_levels_of_np_arange_are_named():
+    import numpy as np
+
+    arange = r"np.arange\(0, 1.1, 0.1\) gives 0.30000000000000004"
+    with pytest.raises(ExerciseFailure, match=arange):
+        check_average_precision(_eleven_point(np.arange(0, 1.1, 0.1).tolist()))
+
+
+def test_eleven_points_without_the_envelope_are_named():
+    with pytest.raises(ExerciseFailure, match="not the precision of the first point that"):
+        check_average_precision(_eleven_point([i / 10 for i in range(11)], envelope=False))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import copy_of
 
 from ssd_edu.boxes import box_iou
 from ssd_edu.exercises import ExerciseFailure, check_nms
@@ -88,13 +89,17 @@ def unstable_ties(boxes, scores, iou_threshold):
 
 def test_solution_passes(capsys):
     check_nms(solution)
-    assert "nms: all 8 cases passed" in capsys.readouterr().out
+    assert "nms: all 9 cases passed" in capsys.readouterr().out
 
 
 def test_library_passes():
+    from ssd_edu.fast.nms import nms as fast_nms
     from ssd_edu.nms import nms
 
-    check_nms(nms)
+    for library in (nms, fast_nms, lambda b, s, t: fast_nms(b, s, t)):
+        with pytest.raises(ExerciseFailure, match="library's own nms"):
+            check_nms(library)
+    check_nms(copy_of(nms))
 
 
 @pytest.mark.parametrize(
@@ -124,3 +129,16 @@ def test_crash_names_the_case():
 
     with pytest.raises(ExerciseFailure, match="case 'two boxes .*': your function raised"):
         check_nms(crashes)
+
+
+def test_an_unstable_sort_is_named():
+    def unstable(boxes, scores, threshold):
+        overlaps = box_iou(boxes, boxes)
+        kept = []
+        for i in torch.sort(scores, descending=True).indices.tolist():  # not stable
+            if all(float(overlaps[k, i]) <= threshold for k in kept):
+                kept.append(i)
+        return torch.tensor(kept, dtype=torch.long)
+
+    with pytest.raises(ExerciseFailure, match="Sort with stable=True"):
+        check_nms(unstable)

@@ -22,6 +22,7 @@ _CHECKERS = {
     "check_crop_boxes": "data",
     "check_flatten_head": "model",
     "check_learning_rate": "train",
+    "check_detect": "detect",
 }
 
 __all__ = ["ExerciseFailure", *_CHECKERS]

@@ -8,6 +8,8 @@ came back, and (for the mistakes students usually make) a hint naming the likely
 
 from __future__ import annotations
 
+import functools
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +18,50 @@ import torch
 
 class ExerciseFailure(AssertionError):
     """A checker's verdict: the message says which case, what was expected and what came back."""
+
+
+def refuse_library(fn: Callable[..., Any], exercise: str, *library: Any) -> None:
+    """Fail when the answer handed in is one of ``library`` or a function that calls one.
+
+    A checker compares with the library, so the library's own function (or a thin wrapper around
+    it) would pass every case and teach nothing. The answer's code is read, not run: every name
+    it uses (module attributes and closures included, nested functions too) is looked up, and if
+    one of them is a library function of this exercise, the answer is refused with a message.
+    """
+    found = _calls(fn, library)
+    if found is not None:
+        raise ExerciseFailure(
+            f"{exercise}: this answer is the library's own {found} (or a function that calls it). "
+            "The checker compares with that function, so it would pass without teaching anything: "
+            "write the rule yourself (other helpers, such as box_iou, are fine where the exercise "
+            "says so)."
+        )
+
+
+def _calls(fn: Any, library: tuple) -> str | None:
+    """The name of the library object ``fn`` is or uses, or ``None``."""
+    targets = {id(obj): getattr(obj, "__qualname__", repr(obj)) for obj in library}
+    seen = [fn, getattr(fn, "func", None), getattr(fn, "__wrapped__", None)]  # partial, wraps
+    if isinstance(fn, (types.MethodType, functools.partial)) or not hasattr(fn, "__code__"):
+        seen.append(getattr(fn, "__func__", None))
+        seen.append(type(fn))  # an instance of a library class
+    code = getattr(fn, "__code__", None)
+    names: set[str] = set()
+    stack = [code] if code is not None else []
+    while stack:  # the function's code and every code object nested in it
+        c = stack.pop()
+        names |= set(c.co_names) | set(c.co_freevars)
+        stack += [k for k in c.co_consts if isinstance(k, types.CodeType)]
+    scope = dict(getattr(fn, "__globals__", {}))
+    closure = zip(getattr(code, "co_freevars", ()), getattr(fn, "__closure__", None) or ())
+    scope |= {name: cell.cell_contents for name, cell in closure}
+    used = [scope[n] for n in names if n in scope]
+    used += [getattr(m, n) for m in used if isinstance(m, types.ModuleType) for n in names
+             if hasattr(m, n)]  # fmt: skip
+    for obj in seen + used:
+        if id(obj) in targets:
+            return targets[id(obj)]
+    return None
 
 
 def call_student(fn: Callable[..., Any], case: str, *args: Any, **kwargs: Any) -> Any:

@@ -12,8 +12,14 @@ from collections.abc import Callable
 
 import torch
 
-from ssd_edu.boxes import box_area, box_iou
-from ssd_edu.exercises._common import ExerciseFailure, call_student, expect_close, passed
+from ssd_edu.boxes import _iou, box_area, box_iou, box_iou_paired
+from ssd_edu.exercises._common import (
+    ExerciseFailure,
+    call_student,
+    expect_close,
+    passed,
+    refuse_library,
+)
 
 HINT_CLAMP = (
     "boxes that do not overlap must give 0. Clamp the intersection's width and height at 0 "
@@ -111,6 +117,7 @@ def check_box_iou(student_fn: Callable[..., torch.Tensor]) -> None:
     Raises:
         ExerciseFailure: naming the case, what was expected, what came back, and a hint.
     """
+    refuse_library(student_fn, "box_iou", box_iou, box_iou_paired, _iou)
     cases = _cases()
     for case, a, b in cases:
         expected = box_iou(a, b)  # [N, M]

@@ -12,8 +12,14 @@ from collections.abc import Callable
 
 import torch
 
-from ssd_edu.data.geometry import trial_patches, window_boxes
-from ssd_edu.exercises._common import ExerciseFailure, call_student, expect_close, passed
+from ssd_edu.data.geometry import crop, trial_patches, window_boxes
+from ssd_edu.exercises._common import (
+    ExerciseFailure,
+    call_student,
+    expect_close,
+    passed,
+    refuse_library,
+)
 
 HINT_CENTRE_OVERLAP = (
     "you kept every box that overlaps the patch. The paper keeps a box only when its centre "
@@ -22,6 +28,10 @@ HINT_CENTRE_OVERLAP = (
 HINT_CENTRE_INSIDE = (
     "you kept only boxes entirely inside the patch. Keep a box when its centre lies in the "
     "patch, even if part of it sticks out (that part is clipped)."
+)
+HINT_EDGE = (
+    "a box whose centre lies exactly on the patch's edge counts as inside: compare with >= and "
+    "<=, not > and <."
 )
 HINT_CLIP = "some boxes leave [0, 1]: clip the kept boxes to the patch (clamp to [0, 1])."
 HINT_SCALE = (
@@ -45,6 +55,11 @@ def _cases() -> list[tuple[str, torch.Tensor, torch.Tensor]]:
             torch.tensor([0.0, 0.5, 1.0, 0.8]),
         ),
         ("no objects", torch.zeros(0, 4), torch.tensor([0.2, 0.2, 0.6, 0.7])),
+        (
+            "a centre exactly on the patch's left edge (x = 0.5) and one just outside it",
+            torch.tensor([[0.375, 0.25, 0.625, 0.5], [0.25, 0.5, 0.74, 0.75]]),
+            torch.tensor([0.5, 0.0, 1.0, 1.0]),
+        ),
     ]
     g = torch.Generator().manual_seed(2016)
     for n in range(5):
@@ -74,6 +89,7 @@ def check_crop_boxes(student_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]
     Raises:
         ExerciseFailure: naming the case, what was expected, what came back, and a hint.
     """
+    refuse_library(student_fn, "crop_boxes", window_boxes, crop)
     cases = _cases()
     for case, boxes, patch in cases:
         got = call_student(student_fn, case, boxes.clone(), patch.clone())
@@ -97,8 +113,11 @@ def check_crop_boxes(student_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]
                 torch.minimum(boxes[:, 2:], patch[2:]) > torch.maximum(boxes[:, :2], patch[:2])
             ).all(1)
             inside = ((boxes[:, :2] >= patch[:2]) & (boxes[:, 2:] <= patch[2:])).all(1)
+            strict = ((centre > patch[:2]) & (centre < patch[2:])).all(1)
             hint = ""
-            if torch.equal(got_keep, overlap):
+            if torch.equal(got_keep, strict):
+                hint = HINT_EDGE
+            elif torch.equal(got_keep, overlap):
                 hint = HINT_CENTRE_OVERLAP
             elif torch.equal(got_keep, inside):
                 hint = HINT_CENTRE_INSIDE

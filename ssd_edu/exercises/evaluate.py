@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ssd_edu.evaluate import average_precision
-from ssd_edu.exercises._common import ExerciseFailure, call_student, passed
+from ssd_edu.exercises._common import ExerciseFailure, call_student, passed, refuse_library
 
 HINT_ENVELOPE = (
     "in the area form, replace each precision by the largest precision at that recall or any "
@@ -34,6 +35,15 @@ HINT_WEIGHTS = (
     "the area form is a sum of rectangles: weight each (envelope) precision by the recall step "
     "(r_{k+1} - r_k) it covers; do not average the precisions."
 )
+HINT_ARANGE = (
+    "your recall levels are not exactly 0.3, 0.6 and 0.7: np.arange(0, 1.1, 0.1) gives "
+    "0.30000000000000004 (floats add up their rounding), so a recall of exactly 0.3 misses its "
+    "level. Use [i / 10 for i in range(11)]."
+)
+HINT_NO_ENVELOPE_07 = (
+    "at each of the 11 levels take the best precision at that recall or beyond (the envelope), "
+    "not the precision of the first point that reaches the level."
+)
 HINT_EMPTY = "a class with no detections has no points: its AP is 0.0."
 
 
@@ -41,12 +51,14 @@ def _envelope(precision: Tensor) -> Tensor:
     return precision.flip(0).cummax(0).values.flip(0)
 
 
-def _points_ap(recall: Tensor, precision: Tensor, levels: Tensor, divide_by: int) -> float:
-    env = _envelope(precision)
+def _points_ap(
+    recall: Tensor, precision: Tensor, levels: Tensor, divide_by: int, envelope: bool = True
+) -> float:
+    env = _envelope(precision) if envelope else precision
     total = 0.0
     for t in levels.tolist():
         reached = env[recall >= t]
-        total += float(reached.max()) if len(reached) else 0.0
+        total += (float(reached.max()) if envelope else float(reached[0])) if len(reached) else 0.0
     return total / divide_by
 
 
@@ -56,7 +68,10 @@ def _mistakes(recall: Tensor, precision: Tensor, use_07: bool) -> list[tuple[str
         return []
     if use_07:
         tenths = torch.arange(11, dtype=torch.float64) / 10
+        arange = torch.from_numpy(np.arange(0, 1.1, 0.1))  # the popular port's levels
         return [
+            (HINT_ARANGE, _points_ap(recall, precision, arange, 11)),
+            (HINT_NO_ENVELOPE_07, _points_ap(recall, precision, tenths, 11, envelope=False)),
             (HINT_TEN_POINTS, _points_ap(recall, precision, tenths[:10], 10)),  # 0 .. 0.9
             (HINT_TEN_POINTS, _points_ap(recall, precision, tenths[1:], 10)),  # 0.1 .. 1
             (HINT_TEN_POINTS, _points_ap(recall, precision, tenths, 10)),  # 11 levels / 10
@@ -89,12 +104,14 @@ def _cases() -> list[tuple[str, Tensor, Tensor, bool]]:
     worked = _curve([1, 0, 1, 0, 1], 4)  # the notebook's worked example
     rising = _curve([1, 0, 1, 1], 5)  # precision rises again after a false positive
     late = _curve([0, 1, 1], 2)  # a false positive first, then every object: recall reaches 1
+    exact = _curve([1, 1, 1, 0, 1, 1, 1, 0, 0, 1], 10)  # recall lands exactly on 0.3, 0.6 and 0.7
     for use_07 in (True, False):
         form = "11-point" if use_07 else "area"
         cases += [
             (f"worked example TP FP TP FP TP, 4 objects ({form})", *worked, use_07),
             (f"TP FP TP TP, 5 objects: precision rises again ({form})", *rising, use_07),
             (f"FP TP TP, 2 objects: recall reaches 1 ({form})", *late, use_07),
+            (f"7 TPs of 10 objects: recall exactly 0.3, 0.6, 0.7 ({form})", *exact, use_07),
         ]
     g = torch.Generator().manual_seed(2007)
     for n, (k, npos) in enumerate([(30, 12), (8, 20), (50, 10)]):
@@ -122,6 +139,7 @@ def check_average_precision(student_fn: Callable[..., float]) -> None:
     Raises:
         ExerciseFailure: naming the case, what was expected, what came back, and a hint.
     """
+    refuse_library(student_fn, "average_precision", average_precision)
     cases = _cases()
     for case, recall, precision, use_07 in cases:
         try:

@@ -17,8 +17,9 @@ from collections.abc import Callable
 import torch
 
 from ssd_edu.boxes import box_iou, cxcywh_to_xyxy
-from ssd_edu.exercises._common import ExerciseFailure, call_student, passed
-from ssd_edu.matching import match
+from ssd_edu.exercises._common import ExerciseFailure, call_student, passed, refuse_library
+from ssd_edu.fast.matching import assign_targets_batch as fast_assign_targets_batch
+from ssd_edu.matching import assign_targets, match
 from ssd_edu.priors import SSD128_SHAPES, default_boxes
 
 HINT_FORCED = (
@@ -180,6 +181,7 @@ def check_match(student_fn: Callable[..., torch.Tensor]) -> None:
         ExerciseFailure: naming the case, the first default box that differs, what was expected,
             what came back, and a hint for the usual mistakes.
     """
+    refuse_library(student_fn, "match", match, assign_targets, fast_assign_targets_batch)
     cases = _cases()
     for case, gt_boxes, priors, threshold in cases:
         expected = match(gt_boxes, priors, threshold)  # [P]

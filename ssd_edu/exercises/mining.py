@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from ssd_edu.exercises._common import ExerciseFailure, call_student, passed
+from ssd_edu.exercises._common import ExerciseFailure, call_student, passed, refuse_library
 from ssd_edu.mining import hard_negative_mask
 
 HINT_POSITIVES = (
@@ -114,6 +114,7 @@ def check_hard_negative_mask(student_fn: Callable[..., torch.Tensor]) -> None:
     Raises:
         ExerciseFailure: naming the case, what was expected, what came back, and a hint.
     """
+    refuse_library(student_fn, "hard_negative_mask", hard_negative_mask)
     cases = _cases()
     for case, loss, positive, ratio in cases:
         try:

@@ -13,7 +13,13 @@ from collections.abc import Callable
 
 import torch
 
-from ssd_edu.exercises._common import ExerciseFailure, call_student, expect_close, passed
+from ssd_edu.exercises._common import (
+    ExerciseFailure,
+    call_student,
+    expect_close,
+    passed,
+    refuse_library,
+)
 from ssd_edu.model.ssd import flatten_head
 
 HINT_NO_PERMUTE = (
@@ -61,6 +67,7 @@ def check_flatten_head(student_fn: Callable[..., torch.Tensor]) -> None:
     Raises:
         ExerciseFailure: naming the case, what was expected, what came back, and a hint.
     """
+    refuse_library(student_fn, "flatten_head", flatten_head)
     cases = _cases()
     for case, out, n in cases:
         expected = flatten_head(out, n)  # [B, H*W*k, n]

@@ -15,7 +15,13 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ssd_edu.exercises._common import ExerciseFailure, call_student, expect_close, passed
+from ssd_edu.exercises._common import (
+    ExerciseFailure,
+    call_student,
+    expect_close,
+    passed,
+    refuse_library,
+)
 from ssd_edu.priors import PriorConfig, default_boxes
 
 HINT_CENTRE = (
@@ -144,6 +150,7 @@ def check_map_default_boxes(student_fn: Callable[..., torch.Tensor]) -> None:
     Raises:
         ExerciseFailure: naming the case, what was expected, what came back, and a hint.
     """
+    refuse_library(student_fn, "map_default_boxes", default_boxes)
     cases = _cases()
     for case, args in cases:
         expected = _library(*args)  # [f*f*A, 4]

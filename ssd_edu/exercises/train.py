@@ -16,7 +16,13 @@ from collections.abc import Callable
 import torch
 
 from ssd_edu.config import TrainConfig, lr_factor
-from ssd_edu.exercises._common import ExerciseFailure, call_student, expect_close, passed
+from ssd_edu.exercises._common import (
+    ExerciseFailure,
+    call_student,
+    expect_close,
+    passed,
+    refuse_library,
+)
 
 HINT_LATE_STEP = (
     "your value matches a step taken one iteration late. The rate drops AT the listed iteration: "
@@ -101,6 +107,7 @@ def check_learning_rate(student_fn: Callable[..., float]) -> None:
     Raises:
         ExerciseFailure: naming the case, what was expected, what came back, and a hint.
     """
+    refuse_library(student_fn, "learning_rate", lr_factor)
     cases = _cases()
     for case, args in cases:
         got = call_student(student_fn, case, *args)
