@@ -52,7 +52,9 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
             if node.level:  # relative import
                 up = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*up, base])
-            targets = [f"{base}.{a.name}" for a in node.names] + [base]
+            subs = [f"{base}.{a.name}" for a in node.names]
+            # "from pkg import submodule" depends on the submodule, not on the package's face
+            targets = subs + ([] if all(t in known for t in subs) else [base])
         else:
             continue
         for target in targets:
