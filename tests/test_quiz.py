@@ -125,3 +125,15 @@ def test_bank_rejects_a_broken_file(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"03.json, question 1: needs kind"):
         questions("03")
     torch.manual_seed(0)  # (keeps the random state of later tests untouched by the bank)
+
+
+def test_the_command_line_shows_and_writes(tmp_path, capsys):
+    import nbformat
+
+    from ssd_edu.quiz.__main__ import main
+
+    assert main(["show", "03"]) == 0 and "[03-1]" in capsys.readouterr().out
+    assert main(["nbgrader", "03", str(tmp_path / "q.ipynb")]) == 0
+    nb = nbformat.read(tmp_path / "q.ipynb", as_version=4)
+    assert sum(1 for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")) == 5
+    assert main(["show", "99"]) == 2 and "notebook must be one of" in capsys.readouterr().err
