@@ -1,12 +1,15 @@
-"""What an evaluation takes in and gives back: input checks and :class:`EvalResult`.
+"""What an evaluation takes in and gives back: input checks, the precision envelope, EvalResult.
 
 Both forms of the VOC evaluation (the devkit's loop in :mod:`ssd_edu.evaluate` and the vectorised
 one in :mod:`ssd_edu.fast.evaluate`) read their inputs through :func:`check_inputs` and report an
-:class:`EvalResult`, so the two accept and reject the same data and return the same record.
+:class:`EvalResult`, so the two accept and reject the same data and return the same record. COCO's
+own evaluation (:mod:`ssd_edu.coco_eval`) reads its inputs through :func:`check_inputs` too, and
+samples the same precision envelope (:func:`interpolated_precision`) at COCO's 101 recall levels;
+the grids live here so that both evaluation modules can import them without importing each other.
 
 Formats (docs/design.md): detections per image ``(boxes [K, 4] xyxy, scores [K], labels [K] in
 1..C)``; ground truths per image ``(boxes [G, 4], labels [G] in 1..C, difficult [G] bool)``, a
-2-tuple meaning nothing is difficult.
+2-tuple meaning nothing is difficult (for COCO the third part is ``iscrowd``).
 
 Paper: §3 (VOC2007 test mAP per class).
 """
@@ -17,6 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -87,13 +91,60 @@ def nanmean(values: Tensor) -> float:
     return float(defined.mean()) if len(defined) else math.nan
 
 
+# COCO's grids, built with numpy.linspace exactly as pycocotools builds them, so the floats agree
+COCO_IOU_THRESHOLDS: tuple[float, ...] = tuple(np.linspace(0.5, 0.95, 10).tolist())
+COCO_RECALL_LEVELS: tuple[float, ...] = tuple(np.linspace(0.0, 1.0, 101).tolist())
+
+
+def interpolated_precision(recall, precision, recall_levels) -> tuple[Tensor, Tensor]:
+    """The precision envelope ``p_interp(r) = max_{r' >= r} p(r')``, at the points and at levels.
+
+    Args:
+        recall: ``[K]`` recall after each counted detection, in score order (non-decreasing).
+        precision: ``[K]`` precision after each counted detection.
+        recall_levels: ``[L]`` recall levels to sample (``i / 10`` for VOC07, 101 for COCO).
+
+    Returns:
+        ``envelope`` ``[K]`` float64 (best precision at this point or any later one) and
+        ``sampled`` ``[L]`` float64 (``p_interp`` at each level; 0 where no point reaches it).
+
+    Paper: §3 (VOC2007 11-point AP reads this envelope; COCO's 101-point AP reads it too).
+    """
+    recall, precision = as_1d("recall", recall), as_1d("precision", precision)
+    levels = as_1d("recall_levels", recall_levels)
+    envelope = precision.flip(0).cummax(0).values.flip(0)  # [K] best precision from here on
+    # recall is non-decreasing, so the first point at or past a level sees every later point
+    first = torch.searchsorted(recall, levels, side="left")  # [L]
+    padded = torch.cat((envelope, envelope.new_zeros(1)))  # index K means "no such point": 0
+    return envelope, padded[first]  # [K], [L]
+
+
+def as_1d(name: str, values) -> Tensor:
+    """``values`` (tensor, array or sequence) as a 1-D float64 CPU tensor, or a clear error."""
+    if isinstance(values, Tensor):
+        t = values.detach().to("cpu", torch.float64)
+    else:
+        t = torch.as_tensor(np.asarray(values, dtype=np.float64))
+    if t.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {list(t.shape)}")
+    return t
+
+
 def check_inputs(
     detections: Sequence,
     ground_truths: Sequence,
-    class_names: Sequence[str],
-    iou_threshold: float,
+    class_names: Sequence[str] | None,
+    iou_threshold: float = 0.5,
+    flag: str = "difficult",
 ) -> tuple[list[tuple[Tensor, Tensor, Tensor]], list[tuple[Tensor, Tensor, Tensor]]]:
     """Validate an evaluation's inputs; shapes image by image, values over the whole data set.
+
+    Args:
+        detections, ground_truths: per image, as the module docstring says.
+        class_names: the classes; labels must lie in ``1..len(class_names)``. ``None``: any label
+            ``>= 1`` (COCO's evaluation takes the classes it finds).
+        iou_threshold: checked to lie in [0, 1).
+        flag: the name of the ground truth's third part, for messages (``"iscrowd"`` for COCO).
 
     Returns:
         ``(detections, ground_truths)``: per image ``(boxes, scores, labels)`` and
@@ -107,14 +158,15 @@ def check_inputs(
             f"detections and ground_truths must have one entry per image, got {len(detections)} "
             f"and {len(ground_truths)}"
         )
-    if len(class_names) == 0:
+    if class_names is not None and len(class_names) == 0:
         raise ValueError("class_names must name at least one object class, got []")
     if not 0.0 <= iou_threshold < 1.0:
         raise ValueError(f"iou_threshold must lie in [0, 1), got {iou_threshold}")
     dets = _per_image(detections, "detections", ("boxes", "scores", "labels"))
-    gts = _per_image(ground_truths, "ground_truths", ("boxes", "labels", "difficult"))
+    gts = _per_image(ground_truths, "ground_truths", ("boxes", "labels", flag))
+    num_classes = None if class_names is None else len(class_names)
     for name, items, parts in (("detections", dets, (2,)), ("ground_truths", gts, (1,))):
-        _check_labels(name, [item[parts[0]] for item in items], len(class_names))
+        _check_labels(name, [item[parts[0]] for item in items], num_classes)
     # a NaN score sorts above every number and a NaN box overlaps nothing: refuse both
     for name, items, parts in (
         ("detections", dets, ("boxes", "scores")),
@@ -138,15 +190,21 @@ def as_float64(boxes: Tensor, pixel: bool) -> Tensor:
     return boxes + boxes.new_tensor([0.0, 0.0, 1.0, 1.0]) if pixel else boxes
 
 
-def _check_labels(name: str, labels: list[Tensor], num_classes: int) -> None:
+def _check_labels(
+    name: str, labels: list[Tensor], num_classes: int | None, bound: str = "len(class_names)"
+) -> None:
     for lab in labels:
         if lab.is_floating_point() or lab.dtype == torch.bool:
             raise TypeError(f"{name} labels must be integers, got dtype {lab.dtype}")
     flat = torch.cat(labels) if labels else torch.zeros(0)
-    if flat.numel() and (int(flat.min()) < 1 or int(flat.max()) > num_classes):
+    if flat.numel() == 0:
+        return
+    low, high = int(flat.min()), int(flat.max())
+    if num_classes is None and low < 1:
+        raise ValueError(f"{name} labels must be >= 1 (0 is the background), got {low}")
+    if num_classes is not None and (low < 1 or high > num_classes):
         raise ValueError(
-            f"{name} labels must lie in 1..{num_classes} (len(class_names)), got values "
-            f"from {int(flat.min())} to {int(flat.max())}"
+            f"{name} labels must lie in 1..{num_classes} ({bound}), got values from {low} to {high}"
         )
 
 

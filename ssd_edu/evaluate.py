@@ -33,7 +33,9 @@ exactly 0.3, 0.6 or 0.7 miss its level).
 COCO-style AP (:func:`coco_map`): the mean over IoU thresholds 0.50, 0.55, ..., 0.95 of AP with
 COCO's 101-point interpolation. It keeps the VOC matching rule above; pycocotools instead matches
 each detection to the best object *still free* with overlap ``>=`` threshold, keeps at most 100
-detections per image and has crowd regions and area ranges.
+detections per image and class and has crowd regions and area ranges. That metric, COCO's own
+(AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl, as pycocotools computes them), is
+:func:`ssd_edu.coco_eval.coco_eval`, handed on here as ``coco_eval``.
 
 Paper: §3 (VOC2007 test, mAP at IoU 0.5); the rule is the PASCAL VOC devkit's.
 """
@@ -43,39 +45,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from ssd_edu.boxes import box_iou
-from ssd_edu.eval_result import EvalResult, as_float64, check_inputs, nanmean
-
-# COCO's grids, built with numpy.linspace exactly as pycocotools builds them, so the floats agree
-COCO_IOU_THRESHOLDS: tuple[float, ...] = tuple(np.linspace(0.5, 0.95, 10).tolist())
-COCO_RECALL_LEVELS: tuple[float, ...] = tuple(np.linspace(0.0, 1.0, 101).tolist())
-
-
-def interpolated_precision(recall, precision, recall_levels) -> tuple[Tensor, Tensor]:
-    """The precision envelope ``p_interp(r) = max_{r' >= r} p(r')``, at the points and at levels.
-
-    Args:
-        recall: ``[K]`` recall after each counted detection, in score order (non-decreasing).
-        precision: ``[K]`` precision after each counted detection.
-        recall_levels: ``[L]`` recall levels to sample (``i / 10`` for VOC07, 101 for COCO).
-
-    Returns:
-        ``envelope`` ``[K]`` float64 (best precision at this point or any later one) and
-        ``sampled`` ``[L]`` float64 (``p_interp`` at each level; 0 where no point reaches it).
-
-    Paper: §3 (VOC2007 11-point AP reads this envelope).
-    """
-    recall, precision = _as_1d("recall", recall), _as_1d("precision", precision)
-    levels = _as_1d("recall_levels", recall_levels)
-    envelope = precision.flip(0).cummax(0).values.flip(0)  # [K] best precision from here on
-    # recall is non-decreasing, so the first point at or past a level sees every later point
-    first = torch.searchsorted(recall, levels, side="left")  # [L]
-    padded = torch.cat((envelope, envelope.new_zeros(1)))  # index K means "no such point": 0
-    return envelope, padded[first]  # [K], [L]
+from ssd_edu.coco_eval import coco_eval  # noqa: F401  (COCO's own metric, handed on)
+from ssd_edu.eval_result import (
+    COCO_IOU_THRESHOLDS,
+    COCO_RECALL_LEVELS,
+    EvalResult,
+    as_1d,
+    as_float64,
+    check_inputs,
+    interpolated_precision,
+    nanmean,
+)
 
 
 def average_precision(recall, precision, use_07_metric: bool = True) -> float:
@@ -99,7 +83,7 @@ def average_precision(recall, precision, use_07_metric: bool = True) -> float:
 
     Paper: §3 (VOC2007 test mAP); the metric is the PASCAL VOC devkit's.
     """
-    recall, precision = _as_1d("recall", recall), _as_1d("precision", precision)
+    recall, precision = as_1d("recall", recall), as_1d("precision", precision)
     if recall.shape != precision.shape:
         raise ValueError(
             f"recall and precision must have the same shape, got {list(recall.shape)} "
@@ -142,7 +126,8 @@ def evaluate_detections(
         iou_threshold: a detection needs overlap strictly above this with its object (0.5 in VOC).
         use_07_metric: VOC2007 11-point AP (the paper's) if True, else the area form.
         pixel: boxes are in pixels with the devkit's inclusive convention (width ``x2 - x1 + 1``).
-        coco: also compute COCO-style AP over IoU 0.50:0.95 (``coco_ap``, ``coco_map``).
+        coco: also compute COCO-style AP over IoU 0.50:0.95 (``coco_ap``, ``coco_map``): the VOC
+            rule at ten thresholds, not COCO's own metric (that is :func:`coco_eval`).
 
     Returns:
         :class:`EvalResult` with per-class AP, mAP, PR points and counts.
@@ -266,7 +251,9 @@ def coco_map(
     """COCO-style AP@[.50:.95]: 101-point AP averaged over IoU 0.50, 0.55, ..., 0.95 and classes.
 
     Matching follows the VOC rule of :func:`evaluate_detections` at each threshold; the module
-    docstring lists how this differs from pycocotools.
+    docstring lists how this differs from pycocotools. It is not COCO's AP: for the number COCO
+    results report (crowds, area ranges, 100 detections per image and class), use
+    :func:`coco_eval`.
 
     Args:
         detections, ground_truths, class_names, pixel: as for :func:`evaluate_detections`.
@@ -278,14 +265,3 @@ def coco_map(
     """
     result = evaluate_detections(detections, ground_truths, class_names, pixel=pixel, coco=True)
     return float(result.coco_map)
-
-
-def _as_1d(name: str, values) -> Tensor:
-    """``values`` (tensor, array or sequence) as a 1-D float64 CPU tensor, or a clear error."""
-    if isinstance(values, Tensor):
-        t = values.detach().to("cpu", torch.float64)
-    else:
-        t = torch.as_tensor(np.asarray(values, dtype=np.float64))
-    if t.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {list(t.shape)}")
-    return t

@@ -17,7 +17,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ssd_edu"
 # lower floors never import higher ones (docs/design.md, "Layout")
 FLOORS = [
     ("boxes", "priors", "imagenet", "atomic"),
-    ("matching", "mining", "loss", "nms", "evaluate", "eval_result", "data", "model", "config"),
+    (
+        "matching", "mining", "loss", "nms", "evaluate", "eval_result", "coco_eval", "coco_json",
+        "data", "model", "config",
+    ),  # fmt: skip
     ("step",),
     ("fast",),
     ("predict", "runlog", "checkpoint"),

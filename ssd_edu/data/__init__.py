@@ -7,12 +7,14 @@ batches them for a DataLoader.
 
 This package is the reference layer (docs/design.md): ``photometric`` (colours, §2.2),
 ``geometry`` (zoom out, the min-IoU crop, flip, §2.2 and §3.6), ``transforms`` (the steps in the
-paper's order), ``shapes``, ``voc`` and ``loader``. The fast forms live in ``ssd_edu.fast`` and are
+paper's order), ``shapes``, ``voc`` (PASCAL VOC), ``coco`` (COCO-format files; both hand out items
+through ``items``) and ``loader``. The fast forms live in ``ssd_edu.fast`` and are
 imported from there: ``ssd_edu.fast.augment.FastTrainTransform`` (zoom out and crop as one window,
 optionally ``uint8`` images with the colours left for the device) and
 ``ssd_edu.fast.photometric.finish_batch`` (those colours, for a whole batch on the device).
 """
 
+from ssd_edu.data.coco import COCODetection, split_image_ids
 from ssd_edu.data.geometry import MIN_IOUS, Augmentation, sample_patch
 from ssd_edu.data.loader import collate_detections
 from ssd_edu.data.photometric import PIXEL_PARAMS, Photometric, photometric_distort
@@ -30,6 +32,7 @@ __all__ = [
     "SHAPE_CLASSES",
     "VOC_CLASSES",
     "Augmentation",
+    "COCODetection",
     "EvalTransform",
     "Photometric",
     "ShapesDataset",
@@ -44,5 +47,6 @@ __all__ = [
     "photometric_distort",
     "render_shapes",
     "sample_patch",
+    "split_image_ids",
     "to_pil",
 ]

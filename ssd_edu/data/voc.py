@@ -18,7 +18,7 @@ Items are ``(image, boxes, labels, difficult)``: ``boxes [N, 4]`` float32 xyxy f
 ``difficult [N]`` bool (evaluation ignores difficult objects; training may keep them). Without a
 transform the image is a ``[3, H, W]`` uint8 tensor; with one, the transform gets the PIL image
 (opened lazily, so it can decide the geometry before the JPEG is decoded) and a generator from
-``(seed, epoch, index)``.
+``(seed, epoch, index)``: :class:`ssd_edu.data.items.DetectionFiles`, which COCO's reader shares.
 
 Paper: §3.1 (PASCAL VOC2007; 07+12 training in Table 1).
 """
@@ -35,10 +35,8 @@ import numpy as np
 import torch
 from defusedxml import DefusedXmlException
 from torch import Tensor
-from torch.utils.data import Dataset
 
-from ssd_edu.data.images import ImageReadError, open_image, to_rgb
-from ssd_edu.data.transforms import item_generator
+from ssd_edu.data.items import DetectionFiles
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane",
@@ -171,7 +169,7 @@ def parse_annotation(path: str | Path, class_names: Sequence[str] = VOC_CLASSES)
 Transform = Callable[..., tuple[Tensor, Tensor, Tensor, Tensor]]
 
 
-class VOCDetection(Dataset):
+class VOCDetection(DetectionFiles):
     """PASCAL VOC detection over a VOCdevkit folder (one year or the union of several).
 
     Args:
@@ -232,10 +230,6 @@ class VOCDetection(Dataset):
     def __len__(self) -> int:
         return len(self._items)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch, so that augmentation differs between epochs but not between runs."""
-        self.epoch = int(epoch)
-
     def annotation(self, index: int) -> dict:
         """The parsed annotation of item ``index`` (no image decoded): see :func:`parse_annotation`.
 
@@ -260,30 +254,3 @@ class VOCDetection(Dataset):
     def image_path(self, index: int) -> Path:
         folder, image_id = self._items[index]
         return folder / "JPEGImages" / f"{image_id}.jpg"
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} images")
-        index %= len(self)
-        ann = self.annotation(index)
-        path = self.image_path(index)
-        if not path.is_file():
-            raise FileNotFoundError(f"image {path} not found (image id {self.image_ids[index]!r})")
-        where = f"image id {self.image_ids[index]!r}, dataset index {index}"
-        image = open_image(path, where)  # lazy: pixels are decoded when the transform needs them
-        if image.size != (ann["width"], ann["height"]):
-            warnings.warn(
-                f"{path}: image is {image.size[0]}x{image.size[1]} but its annotation says "
-                f"{ann['width']}x{ann['height']}; boxes are fractions of the annotated size",
-                stacklevel=2,
-            )
-        boxes, labels, difficult = ann["boxes"], ann["labels"], ann["difficult"]
-        if self.transform is None:
-            pixels = np.asarray(to_rgb(image, where))  # [H, W, 3]
-            chw = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
-            return chw, boxes, labels, difficult
-        g = item_generator(self.seed, self.epoch, index)
-        try:
-            return self.transform(image, boxes, labels, difficult, generator=g)
-        except ImageReadError as e:  # decoded inside the transform: add the item's names
-            raise ImageReadError(f"{e} ({where})") from None
