@@ -18,10 +18,9 @@ torch's global generator when none is), always the same count of them. Datasets 
 generator of item ``i`` from ``(seed, epoch, i)`` with :func:`item_generator`, so the same item
 gets the same augmentation in any process, DataLoader workers included.
 
-Formats: images in are PIL images (any size) or ``[3, H, W]`` tensors (uint8, or floats in
-[0, 1]); images out are ``[3, size, size]`` float32, RGB normalised by ``IMAGENET_MEAN`` and
-``IMAGENET_STD``. Boxes in and out are ``[N, 4]`` xyxy fractions of the image; labels ``[N]``
-int64; difficult ``[N]`` bool, filtered together with the boxes.
+Formats: images in are PIL images or ``[3, H, W]`` tensors (uint8, or floats in [0, 1]); out,
+``[3, size, size]`` float32 normalised RGB. Boxes in and out are ``[N, 4]`` xyxy fractions;
+labels ``[N]`` int64 and difficult ``[N]`` bool are filtered together with the boxes.
 
 Paper: §2.2 "Data augmentation", §3.6 (zoom out), Table 2 (the crop is worth +8.8 mAP).
 """
