@@ -391,8 +391,11 @@ def test_drawing_functions_of_the_notebook():
     plt.close(fig)
 
     explorer = matching_explorer(image, gt, labels, priors, ["square", "ellipse"])
-    slider = explorer.children[0]
+    slider = explorer.controls["iou_threshold"]
     assert slider.value == 0.5 and slider.description == "IoU threshold"
+    slider.value = 0.7
+    (shown,) = explorer.output.outputs
+    assert "image/png" in shown["data"]
     plt.close("all")
 
 

@@ -6,7 +6,9 @@ bounds. environment.yml is read with a small line parser so the test needs no YA
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -97,10 +99,39 @@ def test_environment_installs_the_package_itself():
     assert re.search(r"^\s+- -e \.\s*$", text, re.M)
 
 
-def test_ci_runs_make_test():
+def test_ci_runs_make_test_then_the_browser_test():
     script = (ROOT / ".ci" / "run").read_text()
     commands = [ln.strip() for ln in script.splitlines() if ln.strip() and not ln.startswith("#")]
-    assert "make test" in commands
+    assert "make test" in commands and "make test-browser" in commands
+    assert commands.index("make test") < commands.index("make browser-env")
+    assert commands.index("make browser-env") < commands.index("make test-browser")
+
+
+def make_lab_command(*args: str) -> str:
+    """The command `make lab` would run (``make -n``: printed, not run)."""
+    out = subprocess.run(
+        ["make", "-n", "lab", *args], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    (line,) = [ln for ln in out.splitlines() if "jupyter lab" in ln]
+    return line
+
+
+@pytest.mark.parametrize("user_id, allowed", [("0", True), ("1000", False)])
+def test_make_lab_passes_allow_root_only_as_root(user_id, allowed):
+    # JupyterLab refuses root without the flag: what a student meets in a container
+    assert ("--allow-root" in make_lab_command(f"USER_ID={user_id}").split()) is allowed
+
+
+def test_make_lab_finds_out_who_runs_it():
+    assert ("--allow-root" in make_lab_command().split()) is (os.geteuid() == 0)
+
+
+def test_browser_test_is_marked_and_left_out_of_the_plain_run():
+    options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "-m 'not browser'" in options["addopts"]
+    assert any(m.startswith("browser:") for m in options["markers"])
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^test-browser:.*\n\t.*pytest .*-m browser .*tests/browser", makefile, re.M)
 
 
 def test_readme_gives_make_test():

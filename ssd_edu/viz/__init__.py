@@ -42,11 +42,17 @@ from ssd_edu.viz.matching import draw_matches, plot_iou_maps, plot_matches
 from ssd_edu.viz.mining import draw_mined_negatives, plot_mined_negatives
 from ssd_edu.viz.model import draw_fc6_decimation, plot_receptive_fields, receptive_field_figure
 from ssd_edu.viz.nms import plot_nms
-from ssd_edu.viz.priors import cell_box_names, plot_cell_default_boxes, plot_default_boxes_per_map
+from ssd_edu.viz.priors import (
+    cell_at,
+    cell_box_names,
+    plot_cell_default_boxes,
+    plot_default_boxes_per_map,
+)
 from ssd_edu.viz.training import plot_detections_above, plot_detections_grid, plot_training_log
 
 __all__ = [
     "FIGURES_DIR",
+    "cell_at",
     "cell_box_names",
     "class_colour",
     "draw_boxes",

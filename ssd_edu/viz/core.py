@@ -95,6 +95,11 @@ def show_image(ax: Axes, image: Tensor | np.ndarray, title: str | None = None) -
     return hwc.shape[1], hwc.shape[0]
 
 
+# a box starting this close to the image's top (a fraction of its height) has no room above it
+# for an 8-point caption in the figures of the notebooks (panels 2 to 5 inches tall)
+CAPTION_INSIDE_BELOW = 0.08
+
+
 def draw_boxes(
     ax: Axes,
     boxes: Tensor,
@@ -142,13 +147,16 @@ def draw_boxes(
         if scores is not None:
             caption.append(f"{float(scores[n]):.2f}")
         if caption:
+            # above the box, or inside it when the box starts at the image's top: above it, the
+            # caption would cover the panel's title
+            inside = y1 < CAPTION_INSIDE_BELOW
             ax.text(
                 x1 * width,
                 y1 * height,
                 " ".join(caption),
                 fontsize=8,
                 color="white",
-                va="bottom",
+                va="top" if inside else "bottom",
                 bbox={"facecolor": c, "alpha": 0.8, "pad": 1, "edgecolor": "none"},
             )
 

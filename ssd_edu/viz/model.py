@@ -8,8 +8,6 @@ Paper: §2.1 "Model" and figure 2; §3 "Base network" (fc6/fc7 subsampled, atrou
 
 from __future__ import annotations
 
-import math
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -19,6 +17,7 @@ from matplotlib.patches import Rectangle
 from torch import Tensor
 
 from ssd_edu.viz.core import _CELL_BOX_COLOURS, show_image, square_image
+from ssd_edu.viz.priors import cell_at
 
 
 def draw_fc6_decimation() -> Figure:
@@ -131,10 +130,7 @@ def receptive_field_figure(
     if not 0 <= k < len(cfg.feature_maps):
         raise ValueError(f"k must be a map index in [0, {len(cfg.feature_maps) - 1}], got {k}")
     f, size, step = cfg.feature_maps[k], cfg.image_size, cfg.steps[k]
-    # centres sit at (j + 0.5) * step, and f * step may exceed the image (SSD300's 10x10 map:
-    # 320 px): the cell holding the point is found by steps, not by splitting the image in f
-    i = min(math.floor(y * size / step), f - 1)
-    j = min(math.floor(x * size / step), f - 1)
+    i, j = cell_at(cfg, k, x, y)
     n_boxes = cfg.boxes_per_location[k]
     first = sum(cfg.boxes_per_map[:k]) + (i * f + j) * n_boxes
     rows = list(range(first, first + n_boxes))
@@ -166,7 +162,8 @@ def receptive_field_figure(
         )
     ax.set_xlim(0, size)
     ax.set_ylim(size, 0)
-    ax.legend(loc="lower right", fontsize=8)
+    # below the photo, not on it: a large receptive field's box runs along the image's edges
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=8, frameon=False)
     ax.set_title(f"map {k} ({f}x{f}), cell (i={i}, j={j}): rows {rows[0]}..{rows[-1]}", fontsize=9)
     fig.tight_layout()
     return fig, rows

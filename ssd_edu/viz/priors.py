@@ -7,6 +7,8 @@ Paper: §2.2 "Choosing scales and aspect ratios for default boxes" (eq. 4).
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -25,6 +27,27 @@ def cell_box_names(cfg, k: int) -> list[str]:
     for a in cfg.aspect_ratios[k]:
         names += [f"{a:g}:1 ($a_r = {a:g}$)", f"1:{a:g} ($a_r = 1/{a:g}$)"]
     return names
+
+
+def cell_at(cfg, k: int, x: float, y: float) -> tuple[int, int]:
+    """The cell ``(i, j)`` of feature map ``k`` whose square holds the point ``(x, y)``.
+
+    Cell ``(i, j)`` covers ``[j, j + 1) * step_k`` by ``[i, i + 1) * step_k`` input pixels (its
+    centre is at ``(j + 0.5) * step_k``). ``f_k * step_k`` may pass the image (SSD300's 10x10 map:
+    320 px), so the cell is found by steps, not by splitting the image in ``f_k``.
+
+    Args:
+        cfg: a :class:`ssd_edu.priors.PriorConfig`.
+        k: feature map, 0-based.
+        x, y: the point, fractions of the image in [0, 1].
+
+    Returns:
+        ``(row, column)``, each in ``[0, f_k - 1]``.
+
+    Paper: §2.2 (default boxes tile the feature maps in a convolutional manner).
+    """
+    f, step, size = cfg.feature_maps[k], cfg.steps[k], cfg.image_size
+    return min(math.floor(y * size / step), f - 1), min(math.floor(x * size / step), f - 1)
 
 
 def plot_cell_default_boxes(
