@@ -202,9 +202,9 @@ def _check_scores(boxes: Tensor, scores: Tensor) -> None:
         raise ValueError(f"scores is on {scores.device} but boxes is on {boxes.device}")
     # a NaN sorts above every number: it would be kept first and rank as the best detection
     for name, t in (("scores", scores), ("boxes", boxes)):
-        nan = torch.isnan(t) if t.ndim == 1 else torch.isnan(t).any(dim=1)  # [N]
-        if nan.any():
-            raise ValueError(f"{name}[{int(torch.nonzero(nan)[0])}] is NaN: NMS needs numbers")
+        if torch.isnan(t).any():
+            first = int(torch.nonzero(torch.isnan(t))[0, 0])  # the row (box) holding the NaN
+            raise ValueError(f"{name}[{first}] is NaN: NMS needs numbers")
 
 
 def _check_classes(boxes: Tensor, scores: Tensor, classes: Tensor) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import copy_of
 
 from ssd_edu.exercises import ExerciseFailure, check_crop_boxes
 
@@ -88,7 +87,7 @@ def test_wrong_return_type():
         check_crop_boxes(lambda boxes, patch: (boxes, torch.ones(len(boxes))))
 
 
-def test_the_library_passes_its_own_checker(capsys):
+def test_the_library_passes_its_own_checker(capsys, copy_of):
     # the checker's reference is window_boxes, the box arithmetic of the library's crop
     from ssd_edu.data.geometry import window_boxes
 

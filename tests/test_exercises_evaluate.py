@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from conftest import copy_of
 
 from ssd_edu.exercises import ExerciseFailure, check_average_precision
 from ssd_edu.exercises.evaluate import (
@@ -96,7 +95,7 @@ def test_checker_passes_the_solution(capsys):
     assert "check_average_precision: all" in capsys.readouterr().out
 
 
-def test_checker_passes_the_library():
+def test_checker_passes_the_library(copy_of):
     from ssd_edu.evaluate import average_precision
 
     with pytest.raises(ExerciseFailure, match="library's own average_precision"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import copy_of
 
 from ssd_edu.boxes import box_iou, cxcywh_to_xyxy
 from ssd_edu.exercises import ExerciseFailure, check_match
@@ -98,7 +97,7 @@ def test_solution_passes(capsys):
     assert "match: all 9 cases passed" in capsys.readouterr().out
 
 
-def test_library_passes():
+def test_library_passes(copy_of):
     from ssd_edu.matching import match
 
     with pytest.raises(ExerciseFailure, match="library's own match"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import copy_of
 
 from ssd_edu.boxes import box_iou
 from ssd_edu.exercises import ExerciseFailure, check_nms
@@ -92,7 +91,7 @@ def test_solution_passes(capsys):
     assert "nms: all 9 cases passed" in capsys.readouterr().out
 
 
-def test_library_passes():
+def test_library_passes(copy_of):
     from ssd_edu.fast.nms import nms as fast_nms
     from ssd_edu.nms import nms
 
