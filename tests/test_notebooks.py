@@ -18,6 +18,8 @@ from jupyter_client.kernelspec import KernelSpecManager
 from ssd_edu.widgets import NOT_RUN_TEXT
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9]*.ipynb"))
+# the lessons 01-09 each have an explorer; 00 (the overview) and 10 (the GPU run) have none
+LESSONS = [p for p in NOTEBOOKS if "01" <= p.name[:2] <= "09"]
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 # a call of an explorer (explorer(...), default_box_explorer(...)), not of a drawing function
@@ -37,7 +39,9 @@ def explorer_cells(nb: dict) -> list[int]:
 
 
 def test_the_notebook_list_and_the_explorer_pattern():
-    assert [p.name[:2] for p in NOTEBOOKS] == [f"{n:02d}" for n in range(1, 11)]
+    assert [p.name[:2] for p in NOTEBOOKS] == [f"{n:02d}" for n in range(0, 11)]
+    assert [p.name[:2] for p in LESSONS] == [f"{n:02d}" for n in range(1, 10)]
+    assert not [p.name for p in NOTEBOOKS if p not in LESSONS and explorer_cells(load(p))]
     assert EXPLORER_CALL.search("explorer(show, k=k)")
     assert EXPLORER_CALL.search("box = default_box_explorer()")
     assert not EXPLORER_CALL.search("fig = draw_default_box_explorer(k=0, i=19, j=19)")
@@ -56,7 +60,7 @@ def test_kernelspec_is_the_one_the_kernel_reports(path):
     }
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS[:9], ids=lambda p: p.name[:2])
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name[:2])
 def test_each_lesson_has_one_explorer_built_by_ssd_edu_widgets(path):
     nb = load(path)
     sources = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
