@@ -19,11 +19,12 @@ FLOORS = [
     ("boxes", "priors", "imagenet", "atomic"),
     (
         "matching", "mining", "loss", "nms", "evaluate", "eval_result", "coco_eval", "coco_json",
-        "data", "model", "config",
+        "data", "model", "config", "coverage", "fit_boxes",
     ),  # fmt: skip
     ("step",),
     ("fast",),
     ("predict", "runlog", "checkpoint"),
+    ("diagnose",),
     ("train",),
     ("cli", "detect", "viz", "widgets", "exercises", "quiz"),
 ]
