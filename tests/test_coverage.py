@@ -86,7 +86,7 @@ def test_objects_much_smaller_than_every_default_box_are_uncovered_and_fitting_h
     boxes = random_squares(200, 0.1, 0.15)  # 13 to 19 px at 128 px; the smallest box is 51 px
     before = coverage(boxes, LARGE_ONLY)
     assert before.share == 0.0
-    for _, n, covered in before.by_size():
+    for _, _, covered in before.by_size():
         assert covered == 0
     fit = fit_default_boxes(boxes, LARGE_ONLY)
     assert fit.changed and fit.before.share == 0.0

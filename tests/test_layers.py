@@ -20,6 +20,7 @@ FLOORS = [
     (
         "matching", "mining", "loss", "nms", "evaluate", "eval_result", "coco_eval", "coco_json",
         "data", "model", "config", "coverage", "fit_boxes",
+        "detection_errors", "diagnose_data",
     ),  # fmt: skip
     ("step",),
     ("fast",),
