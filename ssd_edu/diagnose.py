@@ -86,8 +86,6 @@ class Diagnosis:
         return "\n".join(lines)
 
 
-
-
 def diagnose(
     data: Dataset | Sequence,
     class_names: Sequence[str],
@@ -216,7 +214,7 @@ def _false_positive_finding(errors: DetectionErrors) -> Finding:
     fps = errors.false_positives
     total, correct = sum(fps.values()), errors.counts["correct"]
     kinds = ", ".join(f"{k} {v}" for k, v in fps.items())
-    text = f"{total} false positives and {correct} correct among confident detections: {kinds}"
+    text = f"{total} false positives and {correct} correct among confident detections\n{kinds}"
     largest = next(iter(fps))
     if total and total >= correct:
         return Finding("false positives", text, f"largest, {largest}: {_FP_HINTS[largest]}")
@@ -259,7 +257,8 @@ def model_findings(
     evaluation = evaluate_detections(dets, gts, list(class_names))
     errors = detection_errors(dets, gts, class_names, score_threshold)
     sizes = ap_by_size(dets, gts, class_names)
-    per_class = sorted(evaluation.per_class().items(), key=lambda kv: kv[1])[:3]
+    defined = [(k, v) for k, v in evaluation.per_class().items() if not math.isnan(v)]
+    per_class = sorted(defined, key=lambda kv: kv[1])[:3]  # classes without objects have no AP
     text = f"VOC07 mAP {evaluation.mean_ap:.3f} on {len(gts)} held-out images; lowest: " + (
         ", ".join(f"{k} {v:.3f}" for k, v in per_class)
     )

@@ -57,7 +57,8 @@ def targets_of(data: Dataset | Sequence, max_images: int | None = None) -> list[
     decoding or augmenting its images; any other dataset is indexed (its transform runs).
 
     Args:
-        data: a detection dataset, or a list of per-image ``(boxes, labels[, difficult])``.
+        data: a detection dataset (or a list of its items), or a list of per-image
+            ``(boxes, labels[, difficult])``.
         max_images: read at most this many (the first ones); None for all.
     """
     n = len(data) if max_images is None else min(len(data), max_images)
@@ -69,7 +70,9 @@ def targets_of(data: Dataset | Sequence, max_images: int | None = None) -> list[
         elif hasattr(data, "render"):
             item = data.render(i)[1:]
         else:
-            item = tuple(data[i]) if isinstance(data, Sequence) else tuple(data[i][1:4])
+            item = tuple(data[i])
+            if len(item) >= 4:  # a dataset item (image, boxes, labels, difficult[, params])
+                item = item[1:4]
         if len(item) not in (2, 3):
             raise ValueError(f"targets[{i}] must be (boxes, labels[, difficult]), got {len(item)}")
         boxes, labels = item[0], torch.as_tensor(item[1]).long()
@@ -120,7 +123,8 @@ def box_sizes(cov: Coverage, cfg: PriorConfig) -> Finding:
         f"default boxes span scales {s_1:.3f} to {largest:.3f} "
         f"({s_1 * cfg.image_size:.0f} to {largest * cfg.image_size:.0f} px at {cfg.image_size})",
         f"{too_small} objects ({100 * too_small / n:.1f}%) are smaller than the smallest default "
-        f"box can match, {too_large} ({100 * too_large / n:.1f}%) larger than the largest",
+        f"box can match,",
+        f"{too_large} ({100 * too_large / n:.1f}%) larger than the largest can",
     ]
     lines += [f"size {name}: {c} of {k} covered" for name, k, c in cov.by_size() if k and c < k / 2]
     if cov.share >= COVERAGE_OK:
@@ -153,14 +157,13 @@ def matching_positives(targets: list[tuple], priors: Tensor) -> tuple[Finding, T
     empty = int((per_image_t == 0).sum())
     text = (
         f"{float(per_image_t.float().mean()) if per_image else 0.0:.1f} positives per image, "
-        f"{mean_obj:.1f} per object; {empty} of {len(per_image)} images have none, "
-        f"{int((per_object_t == 0).sum())} objects have none"
+        f"{mean_obj:.1f} per object (IoU >= 0.5 or the forced match)\n"
+        f"{empty} of {len(per_image)} images and {int((per_object_t == 0).sum())} objects have none"
     )
     hint = ""
     if per_object and mean_obj < FEW_POSITIVES:
         hint = (
-            "few default boxes match each object, so few are trained on it: try "
-            "--fit-default-boxes"
+            "few default boxes match each object, so few are trained on it: try --fit-default-boxes"
         )
     return Finding("positives after matching", text, hint), per_image_t
 
