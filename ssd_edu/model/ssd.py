@@ -200,22 +200,26 @@ def _dry_run(model: SSD, image_size: int) -> tuple[list[Tensor], list[tuple[Tens
         model.train(was_training)
 
 
-def ssd300(num_classes: int = 21) -> SSD:
+def ssd300(num_classes: int = 21, cfg: PriorConfig = SSD300_VOC) -> SSD:
     """SSD300 for VOC: VGG16 base, six source maps (38, 19, 10, 5, 3, 1), 8732 default boxes.
 
     The VGG16 layers start untrained: load ImageNet weights with :func:`load_vgg16_backbone`.
+    ``cfg`` may replace the default boxes' sizes and ratios (e.g. with
+    :func:`ssd_edu.fit_boxes.fit_default_boxes`); its maps must stay SSD300's.
 
     Paper: §2.1, figure 2; §3.1 (SSD300).
     """
-    return SSD(SSD300_VOC, VGG16Backbone(_EXTRAS_300), num_classes)
+    return SSD(cfg, VGG16Backbone(_EXTRAS_300), num_classes)
 
 
-def ssd512(num_classes: int = 21) -> SSD:
+def ssd512(num_classes: int = 21, cfg: PriorConfig = SSD512_VOC) -> SSD:
     """SSD512 for VOC: one more extra block (conv12_2), seven maps (64 ... 1), 24564 default boxes.
+
+    ``cfg`` as in :func:`ssd300` (its maps must stay SSD512's).
 
     Paper: §3.1, "SSD512" (and Table 1).
     """
-    return SSD(SSD512_VOC, VGG16Backbone(_EXTRAS_512), num_classes)
+    return SSD(cfg, VGG16Backbone(_EXTRAS_512), num_classes)
 
 
 def ssd_small(num_classes: int, cfg: PriorConfig = SSD128_SHAPES, width: int = 128) -> SSD:
