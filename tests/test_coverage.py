@@ -189,3 +189,22 @@ def test_bad_settings_are_rejected():
         fit_default_boxes(centred_square(0.5), default_boxes(ONE_CELL))
     with pytest.raises(ValueError, match="max_objects"):
         fit_default_boxes(centred_square(0.5), ONE_CELL, max_objects=0)
+
+
+def test_plot_coverage_draws_one_bar_per_size_bin_and_configuration():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ssd_edu.viz import plot_coverage
+
+    boxes = random_squares(200, 0.1, 0.15)
+    fit = fit_default_boxes(boxes, LARGE_ONLY)
+    fig = plot_coverage([fit.before, fit.after], [fit.base, fit.config])
+    ax_sizes, ax_cover = fig.axes
+    used = [(n, c) for _, n, c in fit.after.by_size() if n]
+    heights = [p.get_height() for p in ax_cover.patches]
+    assert len(heights) == 2 * len(used)
+    assert heights[len(used) :] == pytest.approx([c / n for n, c in used])
+    assert ax_cover.get_ylabel().startswith("share covered")
+    with pytest.raises(ValueError, match="one coverage per config"):
+        plot_coverage([fit.before], [])

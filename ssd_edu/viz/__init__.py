@@ -12,6 +12,7 @@
 - :mod:`~ssd_edu.viz.data`: the augmentation pipeline and the shapes data set (notebook 07).
 - :mod:`~ssd_edu.viz.evaluate`: precision-recall curves and AP interpolation (notebook 08).
 - :mod:`~ssd_edu.viz.training`: training curves and detections on images (notebooks 09, 10).
+- :mod:`~ssd_edu.viz.coverage`: object sizes against the default boxes, coverage per size.
 
 Every name is re-exported here, so ``from ssd_edu.viz import draw_boxes`` works whichever module
 holds it.
@@ -28,6 +29,7 @@ from ssd_edu.viz.core import (
     show_image,
     square_image,
 )
+from ssd_edu.viz.coverage import plot_coverage
 from ssd_edu.viz.data import (
     plot_augmentation_steps,
     plot_augmented_grid,
@@ -64,6 +66,7 @@ __all__ = [
     "plot_ap_interpolation",
     "plot_augmentation_steps",
     "plot_augmented_grid",
+    "plot_coverage",
     "plot_cell_default_boxes",
     "plot_default_boxes_per_map",
     "plot_detections_above",
