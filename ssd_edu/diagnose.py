@@ -221,14 +221,15 @@ def _false_positive_finding(errors: DetectionErrors) -> Finding:
     return Finding("false positives", text)
 
 
-def _size_finding(sizes: dict[str, tuple[float, int]], image_size: int) -> Finding:
+def _size_finding(sizes: dict[str, tuple[float, int]], cfg: PriorConfig | None) -> Finding:
     bounds = {name: (low, high) for name, low, high in SIZE_RANGES}
+    unit, scale = (" px", cfg.image_size) if cfg is not None else ("", 1)
     lines = [
-        f"{name} ({bounds[name][0] * image_size:.0f}-{bounds[name][1] * image_size:.0f} px): "
+        f"{name} ({bounds[name][0] * scale:.3g}-{bounds[name][1] * scale:.3g}{unit}): "
         f"AP {ap:.3f} over {n} objects"
         for name, (ap, n) in sizes.items()
     ]
-    text = "\n".join(lines).replace("-inf px", "+ px") or "no objects"
+    text = "\n".join(lines).replace("-inf", "+") or "no objects"
     valid = {k: v for k, v in sizes.items() if v[1] >= 10 and not math.isnan(v[0])}
     if len(valid) < 2:
         return Finding("AP by object size", text)
@@ -267,7 +268,7 @@ def model_findings(
         _prediction_finding(errors),
         _confusion_finding(errors),
         _false_positive_finding(errors),
-        _size_finding(sizes, unwrap(model).cfg.image_size),
+        _size_finding(sizes, getattr(unwrap(model), "cfg", None)),
     ]
     measured = {"evaluation": evaluation, "errors": errors, "ap_by_size": sizes, "detections": dets}
     return findings, measured

@@ -112,8 +112,9 @@ def class_balance(targets: list[tuple], class_names: Sequence[str]) -> tuple[Fin
 
 def box_sizes(cov: Coverage, cfg: PriorConfig) -> Finding:
     """The objects' sizes against the default boxes' scales, and the coverage at IoU 0.5."""
-    s_1 = cfg.min_sizes[0] / cfg.image_size  # the smallest default box's scale
-    largest = math.sqrt(cfg.min_sizes[-1] * cfg.max_sizes[-1]) / cfg.image_size
+    s_1 = min(cfg.min_sizes) / cfg.image_size  # the smallest default box's scale
+    largest = max(math.sqrt(lo * hi) for lo, hi in zip(cfg.min_sizes, cfg.max_sizes))
+    largest /= cfg.image_size  # the largest box: the extra square sqrt(s_k s_{k+1}) of a map
     # IoU <= area ratio, so an object under 1/sqrt(2) of a box's scale never reaches 0.5 with it
     too_small = int((cov.scale < s_1 / math.sqrt(2)).sum())
     too_large = int((cov.scale > largest * math.sqrt(2)).sum())
