@@ -105,7 +105,7 @@ def diagnose(
         val_set: held-out items ``(image, boxes, labels, difficult)`` with the model's input
             transform (e.g. ``EvalTransform``); needed with a model.
         score_threshold: detections from this confidence count as the model's answers.
-        max_images: training images read for the data findings (the first ones); None for all.
+        max_images: training images read for the data findings (evenly spaced); None for all.
 
     Returns:
         A :class:`Diagnosis`: ``.report()`` for reading, ``.problems`` for code.

@@ -59,11 +59,12 @@ def targets_of(data: Dataset | Sequence, max_images: int | None = None) -> list[
     Args:
         data: a detection dataset (or a list of its items), or a list of per-image
             ``(boxes, labels[, difficult])``.
-        max_images: read at most this many (the first ones); None for all.
+        max_images: read at most this many, evenly spaced over the dataset (VOC07+12 lists
+            2007 first); None for all.
     """
     n = len(data) if max_images is None else min(len(data), max_images)
     out = []
-    for i in range(n):
+    for i in sorted({(j * len(data)) // n for j in range(n)}):  # evenly spaced, i < len(data)
         if hasattr(data, "annotation"):
             ann = data.annotation(i)
             item = (ann["boxes"], ann["labels"], ann["difficult"])

@@ -91,6 +91,13 @@ def test_targets_of_reads_datasets_without_their_transform():
         assert labels.tolist() == want_labels.tolist() and not difficult.any()
 
 
+def test_targets_of_samples_evenly_when_asked_for_fewer_images():
+    items = [(torch.tensor([[0.1, 0.1, 0.2, 0.2]]), torch.tensor([i + 1])) for i in range(10)]
+    picked = targets_of(items, max_images=5)
+    assert [int(lab) for _, lab, _ in picked] == [1, 3, 5, 7, 9]
+    assert len(targets_of(items, max_images=50)) == 10 and targets_of([], max_images=3) == []
+
+
 # ---------------------------------------------------------------- detection errors
 
 
