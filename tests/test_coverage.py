@@ -9,7 +9,7 @@ import torch
 import ssd_edu.coverage as coverage_module
 from ssd_edu.boxes import cxcywh_to_xyxy
 from ssd_edu.coverage import as_boxes, best_overlaps, coverage
-from ssd_edu.fit_boxes import fit_default_boxes, fitted_ratios
+from ssd_edu.fit_boxes import TILING, fit_default_boxes, fitted_ratios, tiles
 from ssd_edu.priors import SSD128_SHAPES, PriorConfig, default_boxes
 
 # one cell, the whole image: squares of side 0.5 and sqrt(0.5 * 0.5) = 0.5, and (2, 1/2) boxes
@@ -127,7 +127,18 @@ def test_fitting_never_lowers_the_training_coverage(seed):
     boxes[:, 2] = (boxes[:, 0] + (boxes[:, 2] - boxes[:, 0]) * stretch).clamp(max=1)
     fit = fit_default_boxes(boxes, SSD128_SHAPES, max_objects=60, seed=seed)
     assert fit.after.share >= fit.before.share
+    assert tiles(fit.config)
     assert fit.summary().startswith("default boxes fitted to 150 training boxes")
+
+
+def test_small_objects_do_not_shrink_the_coarse_maps_below_their_cells():
+    # all objects under 20 px: every s_k would shrink to them, leaving the 2x2 and 1x1 maps'
+    # boxes far smaller than their cells; the tiling rule keeps each map's boxes near its cells
+    fit = fit_default_boxes(random_squares(300, 0.06, 0.15, seed=2), SSD128_SHAPES)
+    assert fit.changed and fit.after.share > fit.before.share
+    for s_k, step in zip(fit.config.min_sizes, fit.config.steps):
+        assert s_k >= TILING * step
+    assert not tiles(PriorConfig.from_scales(128, (16, 8, 4, 2, 1), ((2,),) * 5, 0.1, 0.2))
 
 
 def test_tall_objects_get_tall_default_boxes():
