@@ -176,8 +176,8 @@ def _prediction_finding(errors: DetectionErrors) -> Finding:
     worst = int(ratio.argmax())
     name, k, n = errors.class_names[worst], int(errors.predicted[worst]), int(errors.objects[worst])
     text = f"{total} detections score >= {thr:g}; most often {name!r}: {k} for {n} objects"
-    if total == 0:
-        hint = "the model is sure of nothing: train longer (the loss should keep falling)"
+    if total < 0.5 * int(errors.objects.sum()):  # fewer confident answers than half the objects
+        hint = "the model is sure of little: train longer (the loss should keep falling)"
         return Finding("confident detections", text, hint + ", or check the learning rate")
     if ratio[worst] > OVERPREDICTED and k >= 20:
         hint = (

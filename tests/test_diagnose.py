@@ -189,6 +189,14 @@ def test_a_model_that_is_right_shows_no_confusion():
     assert not {"class confusion", "false positives", "confident detections"} & set(d.problems)
 
 
+def test_a_model_that_detects_nothing_is_reported_as_unsure():
+    val = val_items(CHOSEN)
+    d = diagnose(val, NAMES, model=FixedModel(CHOSEN[:0], label=1), val_set=val)
+    assert d.model["errors"].predicted.sum() == 0 and "confident detections" in d.problems
+    unsure = next(f for f in d.findings if f.topic == "confident detections")
+    assert "train longer" in unsure.suggestion
+
+
 # ---------------------------------------------------------------- bad input
 
 
