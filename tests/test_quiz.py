@@ -26,7 +26,7 @@ def same_answer(a, b) -> bool:
 
 
 def test_every_notebook_has_at_least_five_questions():
-    for nb in (f"{n:02d}" for n in range(11)):
+    for nb in (f"{n:02d}" for n in range(12)):
         assert len(questions(nb)) >= 5, nb
     assert len(ALL) >= 55
     assert len({q.id for q in ALL}) == len(ALL) and len({q.prompt for q in ALL}) == len(ALL)

@@ -161,6 +161,74 @@ def lr_after_first_step() -> float:
     return cfg.lr * lr_factor(cfg, cfg.lr_steps[0])
 
 
+def coco_bbox_right_edge() -> float:
+    """``x2`` of COCO's ``bbox`` [20, 30, 40, 10] in a 200 x 100 image, as COCODetection reads."""
+    return _read_coco([{"id": 1, "name": "thing"}], [20, 30, 40, 10])["boxes"][0, 2].item()
+
+
+def label_of_category_7() -> int:
+    """The label COCODetection gives category id 7 of the ids 7, 3, 12 (sorted by id, from 1)."""
+    categories = [{"id": c, "name": f"class {c}"} for c in (7, 3, 12)]
+    return int(_read_coco(categories, [20, 30, 40, 10], category_id=7)["labels"][0])
+
+
+def small_model_smallest_box() -> float:
+    """Side in pixels of the small model's smallest default box (``SSD128_SHAPES``, map 0)."""
+    from ssd_edu.priors import SSD128_SHAPES
+
+    return SSD128_SHAPES.min_sizes[0]
+
+
+def small_object_best_overlap() -> float:
+    """Jaccard overlap of an 8-pixel square centred in a 12.8-pixel square (128-pixel input)."""
+    from ssd_edu.boxes import box_iou
+
+    obj = torch.tensor([[60.0, 60.0, 68.0, 68.0]]) / 128  # xyxy fractions
+    prior = torch.tensor([[57.6, 57.6, 70.4, 70.4]]) / 128
+    return float(box_iou(obj, prior)[0, 0])
+
+
+def coco_recall_levels() -> int:
+    """Recall levels of COCO's interpolated precision (0, 0.01, ..., 1)."""
+    from ssd_edu.eval_result import COCO_RECALL_LEVELS
+
+    return len(COCO_RECALL_LEVELS)
+
+
+def coco_small_area() -> float:
+    """COCO's upper bound of a small object's area, in square pixels of the original image."""
+    from ssd_edu.coco_eval import AREA_RANGES
+
+    return AREA_RANGES["small"][1]
+
+
+def held_out_of_500() -> int:
+    """Images ``split_image_ids`` holds out of 500 with fraction 0.2."""
+    from ssd_edu.data.coco import split_image_ids
+
+    return len(split_image_ids(range(1, 501), 0.2)[1])
+
+
+def _read_coco(categories: list[dict], bbox: list[float], category_id: int | None = None) -> dict:
+    """The annotation COCODetection reads from a one-image, one-object file (200 x 100 pixels)."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from ssd_edu.data.coco import COCODetection
+
+    category = categories[0]["id"] if category_id is None else category_id
+    data = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 200, "height": 100}],
+        "annotations": [{"id": 1, "image_id": 1, "bbox": bbox, "category_id": category}],
+        "categories": categories,
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "ann.json"
+        path.write_text(json.dumps(data), encoding="utf-8")
+        return COCODetection(folder, path).annotation(0)
+
+
 def _with_ratios(ratios: tuple[tuple[float, ...], ...]) -> PriorConfig:
     c = SSD300_VOC
     return PriorConfig(c.image_size, c.feature_maps, c.steps, c.min_sizes, c.max_sizes, ratios)
