@@ -10,7 +10,7 @@
 - :mod:`~ssd_edu.viz.nms`: detections before and after NMS (notebook 05).
 - :mod:`~ssd_edu.viz.model`: fc6/fc7 decimation, receptive fields (notebook 06).
 - :mod:`~ssd_edu.viz.data`: the augmentation pipeline and the shapes data set (notebook 07).
-- :mod:`~ssd_edu.viz.evaluate`: precision-recall curves and AP interpolation (notebook 08).
+- :mod:`~ssd_edu.viz.evaluate`: PR curves, AP interpolation, TP/FP verdicts (notebook 08).
 - :mod:`~ssd_edu.viz.training`: training curves and detections on images (notebooks 09, 10).
 
 Every name is re-exported here, so ``from ssd_edu.viz import draw_boxes`` works whichever module
@@ -36,7 +36,12 @@ from ssd_edu.viz.data import (
     plot_shapes_samples,
     show_augmentation,
 )
-from ssd_edu.viz.evaluate import plot_ap_interpolation, plot_pr_curves, pr_curves_figure
+from ssd_edu.viz.evaluate import (
+    draw_verdicts,
+    plot_ap_interpolation,
+    plot_pr_curves,
+    pr_curves_figure,
+)
 from ssd_edu.viz.loss import plot_smooth_l1
 from ssd_edu.viz.matching import draw_matches, plot_iou_maps, plot_matches
 from ssd_edu.viz.mining import draw_mined_negatives, plot_mined_negatives
@@ -60,6 +65,7 @@ __all__ = [
     "draw_matches",
     "draw_mined_negatives",
     "draw_priors",
+    "draw_verdicts",
     "is_smoke",
     "plot_ap_interpolation",
     "plot_augmentation_steps",
