@@ -43,7 +43,13 @@ from ssd_edu.viz.evaluate import (
     pr_curves_figure,
 )
 from ssd_edu.viz.loss import plot_smooth_l1
-from ssd_edu.viz.matching import draw_matches, plot_iou_maps, plot_matches
+from ssd_edu.viz.matching import (
+    draw_matches,
+    match_decisions,
+    plot_iou_maps,
+    plot_match_table,
+    plot_matches,
+)
 from ssd_edu.viz.mining import draw_mined_negatives, plot_mined_negatives
 from ssd_edu.viz.model import draw_fc6_decimation, plot_receptive_fields, receptive_field_figure
 from ssd_edu.viz.nms import plot_nms
@@ -64,6 +70,7 @@ __all__ = [
     "draw_fc6_decimation",
     "draw_matches",
     "draw_mined_negatives",
+    "match_decisions",
     "draw_priors",
     "draw_verdicts",
     "is_smoke",
@@ -75,6 +82,7 @@ __all__ = [
     "plot_detections_above",
     "plot_detections_grid",
     "plot_iou_maps",
+    "plot_match_table",
     "plot_matches",
     "plot_min_iou_behaviour",
     "plot_mined_negatives",
