@@ -8,7 +8,7 @@
 - :mod:`~ssd_edu.viz.mining`: the negatives hard negative mining keeps (notebook 03).
 - :mod:`~ssd_edu.viz.loss`: Smooth L1 against L1 and L2 (notebook 04).
 - :mod:`~ssd_edu.viz.nms`: detections before and after NMS (notebook 05).
-- :mod:`~ssd_edu.viz.model`: fc6/fc7 decimation, receptive fields (notebook 06).
+- :mod:`~ssd_edu.viz.model`: the architecture, fc6/fc7 decimation, receptive fields (notebook 06).
 - :mod:`~ssd_edu.viz.data`: the augmentation pipeline and the shapes data set (notebook 07).
 - :mod:`~ssd_edu.viz.evaluate`: PR curves, AP interpolation, TP/FP verdicts (notebook 08).
 - :mod:`~ssd_edu.viz.training`: training curves and detections on images (notebooks 09, 10).
@@ -51,7 +51,13 @@ from ssd_edu.viz.matching import (
     plot_matches,
 )
 from ssd_edu.viz.mining import draw_mined_negatives, plot_mined_negatives
-from ssd_edu.viz.model import draw_fc6_decimation, plot_receptive_fields, receptive_field_figure
+from ssd_edu.viz.model import (
+    architecture_blocks,
+    draw_fc6_decimation,
+    plot_architecture,
+    plot_receptive_fields,
+    receptive_field_figure,
+)
 from ssd_edu.viz.nms import plot_nms
 from ssd_edu.viz.priors import (
     cell_at,
@@ -63,6 +69,7 @@ from ssd_edu.viz.training import plot_detections_above, plot_detections_grid, pl
 
 __all__ = [
     "FIGURES_DIR",
+    "architecture_blocks",
     "cell_at",
     "cell_box_names",
     "class_colour",
@@ -75,6 +82,7 @@ __all__ = [
     "draw_verdicts",
     "is_smoke",
     "plot_ap_interpolation",
+    "plot_architecture",
     "plot_augmentation_steps",
     "plot_augmented_grid",
     "plot_cell_default_boxes",
