@@ -154,6 +154,46 @@ def evaluate_detections(
     return result
 
 
+def detection_verdicts(
+    detections: tuple[Tensor, Tensor, Tensor],
+    ground_truth: tuple[Tensor, ...],
+    iou_threshold: float = 0.5,
+) -> Tensor:
+    """The rule's verdict on each detection of one image, in the detections' own order.
+
+    A verdict depends only on the detections of the same image and class (an object can only be
+    claimed from its own image), so these are exactly the verdicts :func:`evaluate_detections`
+    gives these detections inside any data set; this form keeps them in input order for drawing.
+
+    Args:
+        detections: ``(boxes [K, 4] xyxy, scores [K], labels [K] in 1..C)`` of one image.
+        ground_truth: ``(boxes [G, 4] xyxy, labels [G], difficult [G] bool)`` of that image; a
+            2-tuple means nothing is difficult.
+        iou_threshold: a detection needs overlap strictly above this with its object.
+
+    Returns:
+        ``[K]`` long: 1 for a true positive, 0 for a false positive, -1 for ignored (its
+        best-overlap object is difficult).
+
+    Paper: §3 (a detection counts at jaccard overlap 0.5); the rule is the PASCAL VOC devkit's.
+    """
+    d_boxes, d_scores, d_labels = detections
+    if len(ground_truth) == 2:
+        ground_truth = (*ground_truth, torch.zeros(len(ground_truth[1]), dtype=torch.bool))
+    dets = [(d_boxes.detach().cpu().double(), d_scores.detach().cpu().double(), d_labels.cpu())]
+    gts = [tuple(t.detach().cpu() for t in ground_truth)]
+    gts = [(gts[0][0].double(), gts[0][1].long(), gts[0][2].bool())]
+    out = torch.full((len(d_scores),), 0, dtype=torch.long)
+    for c in d_labels.unique().tolist():
+        mine = torch.nonzero(d_labels.cpu() == c).squeeze(1)  # [D_c] input positions
+        order = sorted(range(len(mine)), key=lambda k: -float(d_scores[mine[k]]))  # stable
+        found = _best_overlaps(c, dets, gts)  # the same order: best score first, ties kept
+        verdicts = _devkit_walk(found, [gts[0][2].tolist()], iou_threshold)
+        for k, verdict in zip(order, verdicts):
+            out[mine[k]] = -1 if verdict is None else int(verdict)
+    return out
+
+
 def _best_overlaps(c: int, dets: list, gts: list) -> list[tuple[float, int, float, int]]:
     """Every detection of class ``c`` over the data set as ``(score, image, best overlap, object)``,
     best score first (ties in input order); overlap -1 and object -1 when the image holds no

@@ -16,10 +16,11 @@ from ssd_edu.evaluate import (
     COCO_IOU_THRESHOLDS,
     average_precision,
     coco_map,
+    detection_verdicts,
     evaluate_detections,
     interpolated_precision,
 )
-from ssd_edu.viz import plot_ap_interpolation, plot_pr_curves, pr_curves_figure
+from ssd_edu.viz import draw_verdicts, plot_ap_interpolation, plot_pr_curves, pr_curves_figure
 
 NAMES = ["circle", "square", "triangle"]
 
@@ -491,3 +492,49 @@ def test_interpolated_precision_by_loops_and_by_hand():
         reach = [float(p) for r, p in zip(recall, precision) if r >= t]
         assert got == (max(reach) if reach else 0.0)
     assert float(sampled.mean()) == pytest.approx(average_precision(recall, precision))
+
+
+def test_detection_verdicts_by_hand_in_input_order():
+    # object 0 found twice (the 0.9 one first: the 0.8 duplicate is FP), object 1 difficult
+    # (ignored), one detection on background, one of a class the image lacks
+    truth = (t([[0, 0, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9]]), torch.tensor([1, 1]),
+             torch.tensor([False, True]))
+    dets = (t([[0.02, 0, 0.42, 0.4], [0.5, 0.5, 0.9, 0.9], [0, 0, 0.4, 0.4], [0.6, 0, 0.9, 0.3],
+               [0, 0, 0.4, 0.4]]),
+            torch.tensor([0.8, 0.7, 0.9, 0.6, 0.95]), torch.tensor([1, 1, 1, 1, 2]))
+    assert detection_verdicts(dets, truth).tolist() == [0, -1, 1, 0, 0]
+    # without the difficult flag the 0.7 detection is a true positive
+    assert detection_verdicts(dets, truth[:2]).tolist() == [0, 1, 1, 0, 0]
+
+
+def test_detection_verdicts_agree_with_the_data_set_evaluation():
+    g = torch.Generator().manual_seed(3)
+    dets, gts = [], []
+    for _ in range(6):
+        xy = torch.rand(4, 2, generator=g) * 0.6
+        boxes = torch.cat((xy, xy + 0.2 + 0.2 * torch.rand(4, 2, generator=g)), 1)
+        labels = torch.randint(1, 4, (4,), generator=g)
+        gts.append((boxes, labels, torch.rand(4, generator=g) < 0.2))
+        noisy = (boxes.repeat(2, 1) + 0.05 * torch.randn(8, 4, generator=g)).clamp(0, 1)
+        scores = torch.rand(8, generator=g).round(decimals=1)  # ties on purpose
+        dets.append((noisy, scores, labels.repeat(2)))
+    result = evaluate_detections(dets, gts, NAMES)
+    verdicts = torch.cat([detection_verdicts(d, gt) for d, gt in zip(dets, gts)])
+    assert int((verdicts == 1).sum()) == int(result.true_positives.sum())
+    assert int((verdicts == 0).sum()) == int(result.false_positives.sum())
+    assert int((verdicts == -1).sum()) == int(result.ignored.sum())
+
+
+def test_draw_verdicts_colours_each_detection_by_its_verdict():
+    truth = (t([[0.1, 0.1, 0.5, 0.5]]), torch.tensor([1]))
+    dets = (t([[0.1, 0.1, 0.5, 0.5], [0.12, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]]),
+            torch.tensor([0.9, 0.8, 0.1]), torch.tensor([1, 1, 1]))
+    fig, ax = plt.subplots()
+    verdicts = draw_verdicts(ax, torch.rand(3, 32, 32), dets, truth, NAMES, score_threshold=0.5)
+    assert verdicts.tolist() == [1, 0, 0]
+    edges = [matplotlib.colors.to_hex(p.get_edgecolor()) for p in ax.patches]
+    # the object in black, then the drawn detections: one TP (green), one FP (red); 0.1 not drawn
+    green, red = (matplotlib.colors.to_hex(c) for c in ("tab:green", "tab:red"))
+    assert edges == ["#000000", green, red]
+    assert [x.get_text() for x in ax.texts] == ["circle", "circle 0.90", "circle 0.80"]
+    plt.close(fig)

@@ -407,3 +407,38 @@ def test_mixed_counts_pad_like_single_images():
     for b in range(3):
         loc_1, cls_1 = assign_targets(gt[b], labels[b], PRIORS)
         assert torch.equal(loc_b[b], loc_1) and torch.equal(cls_b[b], cls_1)
+
+
+# ---------------------------------------------------------------- the worked table of notebook 02
+
+WORKED_GT = torch.tensor(
+    [[0.10, 0.10, 0.50, 0.50], [0.70, 0.10, 0.76, 0.16], [0.25, 0.30, 0.55, 0.60]]
+)
+WORKED_PRIORS = torch.tensor([
+    [0.30, 0.30, 0.40, 0.40], [0.33, 0.32, 0.40, 0.40], [0.73, 0.13, 0.10, 0.10],
+    [0.34, 0.36, 0.40, 0.40], [0.75, 0.15, 0.20, 0.20], [0.80, 0.75, 0.30, 0.30],
+])
+
+
+def test_match_decisions_name_the_forced_threshold_and_overridden_cells():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ssd_edu.viz import match_decisions, plot_match_table
+
+    iou = box_iou(WORKED_GT, cxcywh_to_xyxy(WORKED_PRIORS))  # [3, 6]
+    matches = match(WORKED_GT, WORKED_PRIORS)
+    assert matches.tolist() == [0, 0, 1, 2, -1, -1]
+    # d3 overlaps A by 0.62 but is C's best box (0.43): C's forced match takes it
+    assert match_decisions(iou, matches) == [
+        ["forced", "threshold", "", "overridden", "", ""],
+        ["", "", "forced", "", "", ""],
+        ["", "", "", "forced", "", ""],
+    ]
+    fig = plot_match_table(iou, matches)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts[:6] == ["1.00", "0.78", "0.00", "0.62", "0.00", "0.00"]
+    assert texts[-6:] == ["A", "A", "B", "C", "bg", "bg"]
+    plt.close(fig)

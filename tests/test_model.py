@@ -429,3 +429,57 @@ def test_freeze_features_keeps_the_maps_and_leaves_only_the_heads():
     assert names and all(n.startswith(("loc_heads.", "conf_heads.")) for n in names)
     with pytest.raises(ValueError, match=r"images must have shape \[B, 3, H, W\], got \[3, 8, 8\]"):
         freeze_features(ssd_small(num_classes=3, width=8), torch.zeros(3, 8, 8))
+
+
+# ---------------------------------------------------------------- the effective receptive field
+
+
+def test_mass_side_and_support_side_hand_worked():
+    from ssd_edu.model import mass_side, support_side
+
+    grad = torch.zeros(9, 9)
+    grad[4, 4] = 6.0  # the peak
+    grad[3:6, 3:6] += 1.0  # a 3x3 ring around it (9 ones, the centre included)
+    grad[0, 8] = 1.0  # one far corner
+    assert support_side(grad) == 6  # rows 0..5, columns 3..8: the bounding square is 6 wide
+    assert support_side(torch.zeros(4, 4)) == 0
+    total = float(grad.sum())  # 16
+    assert mass_side(grad, 7 / total) == 1  # the peak alone: 6 + 1
+    assert mass_side(grad, 15 / total) == 3  # the 3x3 square
+    assert mass_side(grad, 1.0) == 9  # the far corner needs the whole map
+
+
+def test_input_gradient_stays_inside_the_theoretical_field(model300):
+    from ssd_edu.model import input_gradient, mass_side, support_side
+
+    grad = input_gradient(model300, image_size=150)  # map 0 is 19x19; its window is 108 px
+    assert grad.shape == (150, 150) and (grad >= 0).all()
+    assert support_side(grad) == receptive_fields(model300)[0] == 108
+    assert mass_side(grad, 0.5) < 54  # most of the influence is near the centre
+    assert all(p.grad is None for p in model300.parameters())  # nothing accumulated
+
+
+def test_architecture_blocks_and_figure_come_from_the_model(model300):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ssd_edu.viz import architecture_blocks, plot_architecture
+
+    blocks = architecture_blocks(model300)
+    assert [b["name"] for b in blocks] == [
+        "conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7",
+        "conv8", "conv9", "conv10", "conv11",
+    ]  # fmt: skip
+    assert [b["part"] for b in blocks].count("extra") == 4
+    sources = [b for b in blocks if "source" in b]
+    assert [b["source"] for b in sources] == list(range(6))
+    assert sum(b["head"]["boxes"] for b in sources) == 8732
+    assert sum(b["params"] for b in blocks) + sum(
+        p.numel() for n, p in model300.named_parameters() if "_heads." in n
+    ) == sum(p.numel() for p in model300.parameters())
+    fig = plot_architecture(model300)
+    texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert "8732 rows" in texts and "5776 boxes" in texts and "+ L2Norm" in texts
+    plt.close(fig)

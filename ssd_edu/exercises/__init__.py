@@ -15,6 +15,8 @@ _CHECKERS = {
     "check_box_iou": "boxes",
     "check_map_default_boxes": "priors",
     "check_match": "matching",
+    "check_encode": "offsets",
+    "check_decode": "offsets",
     "check_hard_negative_mask": "mining",
     "check_multibox_loss": "loss",
     "check_nms": "nms",

@@ -7,7 +7,7 @@
 - :mod:`ssd_edu.model.vgg_weights`: :func:`load_vgg16_backbone`, ImageNet VGG16 weights (torchvision
   or Caffe-converted) into the base network.
 - :mod:`ssd_edu.model.anatomy`: lesson tools, :func:`layer_table`, :func:`receptive_fields`,
-  :func:`freeze_features`.
+  :func:`input_gradient` (the effective receptive field), :func:`freeze_features`.
 
 ``from ssd_edu.model import ...`` hands on every public name from where it lives (docs/design.md).
 """
@@ -15,8 +15,11 @@
 from ssd_edu.model.anatomy import (
     FixedFeatures,
     freeze_features,
+    input_gradient,
     layer_table,
+    mass_side,
     receptive_fields,
+    support_side,
 )
 from ssd_edu.model.backbones import VGG16_CONV_NAMES, L2Norm, SmallBackbone, VGG16Backbone
 from ssd_edu.model.ssd import SSD, flatten_head, ssd300, ssd512, ssd_small, unwrap
@@ -39,11 +42,14 @@ __all__ = [
     "caffe_conv1_1_to_torchvision",
     "flatten_head",
     "freeze_features",
+    "input_gradient",
     "layer_table",
     "load_vgg16_backbone",
+    "mass_side",
     "receptive_fields",
     "ssd300",
     "ssd512",
     "ssd_small",
+    "support_side",
     "unwrap",
 ]

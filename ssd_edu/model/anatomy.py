@@ -3,7 +3,8 @@
 Not part of detection itself: :func:`layer_table` lists every convolution, pooling and L2Norm with
 its output shape and parameter count (the VGG layers under their paper names, conv4_3, fc6, ...),
 :func:`receptive_fields` gives the theoretical receptive field of a prediction on each source map
-(to compare with the default-box scales of §2.2), and :func:`freeze_features` swaps the backbone
+(to compare with the default-box scales of §2.2), :func:`input_gradient` measures the effective
+one (the input gradient of one prediction), and :func:`freeze_features` swaps the backbone
 for a :class:`FixedFeatures` holding maps computed once, so a lesson trains the heads alone (§2.1).
 
 Shapes: source maps ``[B, C_k, f_k, f_k]``, largest first; ``layer_table`` rows give ``[C, H, W]``
@@ -158,3 +159,62 @@ def layer_table(model: SSD, image_size: int | None = None) -> list[dict]:
         for h in handles:
             h.remove()
     return rows
+
+
+def input_gradient(model: SSD, image_size: int | None = None, seed: int = 0) -> Tensor:
+    """How strongly each input pixel drives one prediction of source map 0 (conv4_3).
+
+    Runs a seeded random image through VGG16 up to conv4_3, the L2Norm and map 0's two heads, and
+    differentiates the sum of the heads' outputs at the map's centre cell with respect to the
+    image. The gradient is zero outside the theoretical receptive field (:func:`receptive_fields`);
+    where it is large is the *effective* receptive field, which is much smaller.
+
+    Args:
+        model: an SSD on the VGG16 backbone (its weights are used as they are; nothing is updated).
+        image_size: side of the random image (default ``model.cfg.image_size``); smaller is faster.
+        seed: seed of the random image.
+
+    Returns:
+        ``[S, S]`` absolute gradient, summed over the colour channels.
+
+    Paper: §2.2 (receptive fields and default boxes); the measure follows Luo et al. 2016.
+    """
+    from ssd_edu.model.backbones import _CONV4_3_RELU
+
+    size = image_size or model.cfg.image_size
+    g = torch.Generator().manual_seed(seed)
+    image = torch.randn(1, 3, size, size, generator=g).requires_grad_(True)  # [1, 3, S, S]
+    backbone = model.backbone
+    with torch.enable_grad():
+        x = backbone.l2norm(backbone.vgg[: _CONV4_3_RELU + 1](image))  # [1, 512, f, f]
+        out = torch.cat((model.loc_heads[0](x), model.conf_heads[0](x)), dim=1)  # [1, (c+4)k, f, f]
+        centre = out.shape[-1] // 2
+        (grad,) = torch.autograd.grad(out[0, :, centre, centre].sum(), image)
+    return grad[0].abs().sum(0)  # [S, S]
+
+
+def mass_side(grad: Tensor, fraction: float = 0.9) -> int:
+    """Side, in pixels, of the smallest square around the peak holding ``fraction`` of ``grad``.
+
+    Args:
+        grad: ``[S, S]`` non-negative map (e.g. :func:`input_gradient`).
+        fraction: share of the total to enclose.
+
+    Returns:
+        The odd side ``2 r + 1`` of the square centred on the largest entry.
+    """
+    cy, cx = divmod(int(grad.argmax()), grad.shape[1])
+    total = float(grad.sum())
+    for r in range(max(grad.shape)):
+        window = grad[max(cy - r, 0) : cy + r + 1, max(cx - r, 0) : cx + r + 1]
+        if float(window.sum()) >= fraction * total:
+            return 2 * r + 1
+    return 2 * max(grad.shape) + 1
+
+
+def support_side(grad: Tensor) -> int:
+    """Side of the bounding square of the non-zero entries of ``grad`` ``[S, S]`` (0 if none)."""
+    ys, xs = torch.nonzero(grad > 0, as_tuple=True)
+    if len(ys) == 0:
+        return 0
+    return int(max(ys.max() - ys.min(), xs.max() - xs.min())) + 1

@@ -8,9 +8,9 @@
 - :mod:`~ssd_edu.viz.mining`: the negatives hard negative mining keeps (notebook 03).
 - :mod:`~ssd_edu.viz.loss`: Smooth L1 against L1 and L2 (notebook 04).
 - :mod:`~ssd_edu.viz.nms`: detections before and after NMS (notebook 05).
-- :mod:`~ssd_edu.viz.model`: fc6/fc7 decimation, receptive fields (notebook 06).
+- :mod:`~ssd_edu.viz.model`: the architecture, fc6/fc7 decimation, receptive fields (notebook 06).
 - :mod:`~ssd_edu.viz.data`: the augmentation pipeline and the shapes data set (notebook 07).
-- :mod:`~ssd_edu.viz.evaluate`: precision-recall curves and AP interpolation (notebook 08).
+- :mod:`~ssd_edu.viz.evaluate`: PR curves, AP interpolation, TP/FP verdicts (notebook 08).
 - :mod:`~ssd_edu.viz.training`: training curves and detections on images (notebooks 09, 10).
 - :mod:`~ssd_edu.viz.coverage`: object sizes against the default boxes, coverage per size.
 
@@ -38,11 +38,28 @@ from ssd_edu.viz.data import (
     plot_shapes_samples,
     show_augmentation,
 )
-from ssd_edu.viz.evaluate import plot_ap_interpolation, plot_pr_curves, pr_curves_figure
+from ssd_edu.viz.evaluate import (
+    draw_verdicts,
+    plot_ap_interpolation,
+    plot_pr_curves,
+    pr_curves_figure,
+)
 from ssd_edu.viz.loss import plot_smooth_l1
-from ssd_edu.viz.matching import draw_matches, plot_iou_maps, plot_matches
+from ssd_edu.viz.matching import (
+    draw_matches,
+    match_decisions,
+    plot_iou_maps,
+    plot_match_table,
+    plot_matches,
+)
 from ssd_edu.viz.mining import draw_mined_negatives, plot_mined_negatives
-from ssd_edu.viz.model import draw_fc6_decimation, plot_receptive_fields, receptive_field_figure
+from ssd_edu.viz.model import (
+    architecture_blocks,
+    draw_fc6_decimation,
+    plot_architecture,
+    plot_receptive_fields,
+    receptive_field_figure,
+)
 from ssd_edu.viz.nms import plot_nms
 from ssd_edu.viz.priors import (
     cell_at,
@@ -54,6 +71,7 @@ from ssd_edu.viz.training import plot_detections_above, plot_detections_grid, pl
 
 __all__ = [
     "FIGURES_DIR",
+    "architecture_blocks",
     "cell_at",
     "cell_box_names",
     "class_colour",
@@ -61,9 +79,12 @@ __all__ = [
     "draw_fc6_decimation",
     "draw_matches",
     "draw_mined_negatives",
+    "match_decisions",
     "draw_priors",
+    "draw_verdicts",
     "is_smoke",
     "plot_ap_interpolation",
+    "plot_architecture",
     "plot_augmentation_steps",
     "plot_augmented_grid",
     "plot_coverage",
@@ -72,6 +93,7 @@ __all__ = [
     "plot_detections_above",
     "plot_detections_grid",
     "plot_iou_maps",
+    "plot_match_table",
     "plot_matches",
     "plot_min_iou_behaviour",
     "plot_mined_negatives",

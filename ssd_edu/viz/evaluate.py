@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from torch import Tensor
 
 from ssd_edu.viz.core import class_colour
 
@@ -103,3 +104,57 @@ def pr_curves_figure(
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     plot_pr_curves(ax, result)
     return fig
+
+
+TP_COLOUR, FP_COLOUR, IGNORED_COLOUR = "tab:green", "tab:red", "tab:grey"
+
+
+def draw_verdicts(
+    ax: Axes,
+    image,
+    detections,
+    ground_truth,
+    class_names: list[str],
+    score_threshold: float = 0.0,
+    iou_threshold: float = 0.5,
+) -> Tensor:
+    """One image with its objects labelled and its detections coloured by the evaluation's verdict.
+
+    Objects are dashed black boxes captioned with their class; each detection with a score of at
+    least ``score_threshold`` is green (true positive), red (false positive) or grey (ignored:
+    it found a difficult object), captioned with its class and score. The verdicts come from
+    :func:`ssd_edu.evaluate.detection_verdicts`, the same rule that computes AP.
+
+    Args:
+        ax: where to draw.
+        image: ``[3, H, W]`` in [0, 1].
+        detections: ``(boxes [K, 4] xyxy fractions, scores [K], labels [K])``.
+        ground_truth: ``(boxes [G, 4], labels [G])`` or with ``difficult [G]`` as a third entry.
+        class_names: names of classes 1..C.
+        score_threshold: detections below it are left out of the drawing (not of the verdicts).
+        iou_threshold: the overlap a true positive needs.
+
+    Returns:
+        ``[K]`` long verdicts of all detections (1 TP, 0 FP, -1 ignored), drawn or not.
+    """
+    from matplotlib.lines import Line2D
+
+    from ssd_edu.evaluate import detection_verdicts
+    from ssd_edu.viz.core import draw_boxes, show_image
+
+    verdicts = detection_verdicts(detections, ground_truth, iou_threshold)  # [K]
+    size = show_image(ax, image)
+    gt_boxes, gt_labels = ground_truth[0], ground_truth[1]
+    draw_boxes(ax, gt_boxes, size, labels=gt_labels, class_names=class_names, colour="black",
+               linestyle="--", linewidth=1.5)
+    boxes, scores, labels = detections
+    shown = scores >= score_threshold  # [K]
+    for value, colour in ((1, TP_COLOUR), (0, FP_COLOUR), (-1, IGNORED_COLOUR)):
+        keep = shown & (verdicts == value)
+        draw_boxes(ax, boxes[keep], size, labels=labels[keep], scores=scores[keep],
+                   class_names=class_names, colour=colour, linewidth=1.5)
+    handles = [Line2D([], [], color="black", linestyle="--", label="object (truth)"),
+               Line2D([], [], color=TP_COLOUR, label="true positive"),
+               Line2D([], [], color=FP_COLOUR, label="false positive")]
+    ax.legend(handles=handles, loc="lower right", fontsize=6, framealpha=0.8)
+    return verdicts

@@ -125,3 +125,87 @@ def plot_matches(
     draw_matches(ax, image, gt_boxes, gt_labels, priors, iou_threshold, class_names)
     fig.tight_layout()
     return fig
+
+
+def match_decisions(iou: Tensor, matches: Tensor, iou_threshold: float = 0.5) -> list[list[str]]:
+    """Name the matching decision behind every cell of a small ``[G, P]`` overlap table.
+
+    Args:
+        iou: ``[G, P]`` overlaps of G objects with P default boxes.
+        matches: ``[P]`` the result of :func:`ssd_edu.matching.match` (object index or -1).
+        iou_threshold: the threshold step's overlap.
+
+    Returns:
+        ``[G][P]`` strings: ``"forced"`` (the object's best box among those matched to it, kept by
+        step 1), ``"threshold"`` (matched by step 2), ``"overridden"`` (the box's best overlap,
+        at or above the threshold, lost to another object's forced match) or ``""``.
+    """
+    g_count, p_count = iou.shape
+    out = [[""] * p_count for _ in range(g_count)]
+    best_gt = iou.argmax(0)  # [P] each box's best object
+    for g in range(g_count):
+        mine = torch.nonzero(matches == g).squeeze(1)  # [k] the boxes matched to g
+        forced = int(mine[iou[g, mine].argmax()]) if len(mine) else -1
+        for p in range(p_count):
+            if p == forced:
+                out[g][p] = "forced"
+            elif int(matches[p]) == g:
+                out[g][p] = "threshold"
+            elif int(best_gt[p]) == g and iou[g, p] >= iou_threshold:
+                out[g][p] = "overridden"
+    return out
+
+
+DECISION_COLOURS = {"forced": "gold", "threshold": "palegreen", "overridden": "lightsalmon"}
+
+
+def plot_match_table(
+    iou: Tensor,
+    matches: Tensor,
+    iou_threshold: float = 0.5,
+    object_names: list[str] | None = None,
+) -> Figure:
+    """A worked matching example as a table: the overlaps, each decision coloured, the result.
+
+    Rows are objects and columns default boxes; each cell shows the overlap and is coloured by
+    :func:`match_decisions` (gold forced, green threshold, salmon overridden); the bottom row is
+    what the default box ends up with.
+
+    Args:
+        iou: ``[G, P]`` overlaps (:func:`ssd_edu.boxes.box_iou` of objects and default boxes).
+        matches: ``[P]`` from :func:`ssd_edu.matching.match`.
+        iou_threshold: the threshold step's overlap.
+        object_names: a name per object (default A, B, C, ...).
+
+    Returns:
+        A new figure.
+    """
+    g_count, p_count = iou.shape
+    names = object_names or [chr(ord("A") + g) for g in range(g_count)]
+    decisions = match_decisions(iou, matches, iou_threshold)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * p_count, 0.9 + 0.5 * (g_count + 1)))
+    for g in range(g_count):
+        for p in range(p_count):
+            colour = DECISION_COLOURS.get(decisions[g][p], "white")
+            ax.add_patch(Rectangle((p, g), 1, 1, facecolor=colour, edgecolor="grey"))
+            weight = "bold" if iou[g, p] >= iou_threshold else "normal"
+            ax.text(p + 0.5, g + 0.5, f"{float(iou[g, p]):.2f}", ha="center", va="center",
+                    fontweight=weight, fontsize=9)
+    for p in range(p_count):  # the outcome row
+        m = int(matches[p])
+        ax.add_patch(Rectangle((p, g_count), 1, 1, facecolor="0.92", edgecolor="grey"))
+        ax.text(p + 0.5, g_count + 0.5, names[m] if m >= 0 else "bg", ha="center", va="center",
+                fontsize=9, fontweight="bold")
+    ax.set_xlim(0, p_count)
+    ax.set_ylim(g_count + 1, 0)
+    ax.set_xticks(np.arange(p_count) + 0.5, [f"d{p}" for p in range(p_count)])
+    ax.set_yticks(np.arange(g_count + 1) + 0.5, [*names, "match"])
+    ax.xaxis.tick_top()
+    ax.tick_params(length=0)
+    handles = [Rectangle((0, 0), 1, 1, facecolor=c, edgecolor="grey", label=k)
+               for k, c in DECISION_COLOURS.items()]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=3,
+              fontsize=8, frameon=False)
+    ax.set_title(f"overlaps (bold: >= {iou_threshold})", fontsize=9, pad=18)
+    fig.tight_layout()
+    return fig

@@ -1,4 +1,4 @@
-"""Drawings of the network: fc6/fc7 decimation and receptive fields against default boxes.
+"""Drawings of the network: its architecture, fc6/fc7 decimation, receptive fields against boxes.
 
 Pairs with notebook 06 (the SSD architecture); :func:`receptive_field_figure` is its explorer's
 drawing.
@@ -167,3 +167,108 @@ def receptive_field_figure(
     ax.set_title(f"map {k} ({f}x{f}), cell (i={i}, j={j}): rows {rows[0]}..{rows[-1]}", fontsize=9)
     fig.tight_layout()
     return fig, rows
+
+
+def _stage(name: str) -> str:
+    """The block a layer of :func:`ssd_edu.model.layer_table` is drawn in: ``conv4_2`` ->
+    ``conv4``; a pooling opens the next block (``pool3`` -> ``conv4``, ``pool5`` -> ``fc6``)."""
+    if name.startswith("pool"):
+        n = int(name[4:])
+        return f"conv{n + 1}" if n < 5 else "fc6"
+    return name.split(" ")[0].split("_")[0]
+
+
+def architecture_blocks(model) -> list[dict]:
+    """The model's layers grouped into the blocks of the architecture diagram.
+
+    Args:
+        model: an :class:`ssd_edu.model.SSD` built on the VGG16 backbone.
+
+    Returns:
+        Blocks in the order they run, each ``{"name", "layers", "out_shape" [C, H, W], "params",
+        "part"}`` with ``part`` one of ``"base"`` (VGG16), ``"extra"`` or ``"head"``, and for the
+        blocks that feed a head ``"source": k`` (the map index) and ``"head": {"loc", "conf",
+        "boxes"}``: the two heads' channels and the number of default boxes of that map.
+    """
+    from ssd_edu.model.anatomy import _paper_name, layer_table
+
+    rows = layer_table(model)
+    blocks: list[dict] = []
+    for r in rows:
+        if "head" in r["name"]:
+            continue
+        name = _stage(r["name"])
+        if not blocks or blocks[-1]["name"] != name:
+            part = "extra" if int(name[4:] if name.startswith("conv") else 6) >= 8 else "base"
+            blocks.append({"name": name, "layers": [], "params": 0, "part": part})
+        blocks[-1]["layers"].append(r["name"])
+        blocks[-1]["out_shape"] = r["out_shape"]
+        blocks[-1]["params"] += r["params"]
+    by_name = {b["name"]: b for b in blocks}
+    for k, source in enumerate(model.backbone.source_names):
+        block = by_name[_stage(_paper_name(f"backbone.{source}"))]
+        loc = next(r for r in rows if r["name"] == f"loc head, map {k}")["out_shape"]
+        conf = next(r for r in rows if r["name"] == f"conf head, map {k}")["out_shape"]
+        n_boxes = loc[0] // 4 * loc[1] * loc[2]
+        block["source"] = k
+        block["head"] = {"loc": loc[0], "conf": conf[0], "boxes": n_boxes}
+    return blocks
+
+
+def plot_architecture(model) -> Figure:
+    """SSD's architecture drawn from the model itself (paper figure 2, redrawn from the modules).
+
+    One box per block (VGG16 stages in blue, extra layers in orange; height grows with the log of
+    the map's side), its output ``C x H x W`` under it; every source map has a 3x3 head below it
+    with its ``4k + ck`` channels and default-box count, and the heads feed the output rows.
+
+    Args:
+        model: an :class:`ssd_edu.model.SSD` on the VGG16 backbone.
+
+    Returns:
+        A new figure.
+
+    Paper: §2.1 "Model", figure 2.
+    """
+    blocks = architecture_blocks(model)
+    side = max(b["out_shape"][1] for b in blocks)
+    fig, ax = plt.subplots(figsize=(13, 4.6))
+    colours = {"base": "#9ecae1", "extra": "#fdae6b"}
+    total = 0
+    for x, b in enumerate(blocks):
+        c, h, w = b["out_shape"]
+        height = 0.6 + 2.2 * np.log(h) / np.log(side)  # 1x1 -> 0.6, the largest map -> 2.8
+        ax.add_patch(Rectangle((x - 0.4, 3.2 - height / 2), 0.8, height,
+                               facecolor=colours[b["part"]], edgecolor="black",
+                               linewidth=2.5 if "source" in b else 0.8))
+        label = b["name"] + ("\n+ L2Norm" if any("L2Norm" in n for n in b["layers"]) else "")
+        ax.text(x, 3.3 + height / 2, label, ha="center", va="bottom", fontsize=8)
+        ax.text(x, 1.6, f"{c}\n{h}x{w}", ha="center", va="top", fontsize=7)
+        if x:
+            ax.annotate("", xy=(x - 0.4, 3.2), xytext=(x - 0.6, 3.2),
+                        arrowprops={"arrowstyle": "->", "lw": 0.8})
+        if "source" in b:
+            head = b["head"]
+            total += head["boxes"]
+            ax.annotate("", xy=(x, 0.55), xytext=(x, 0.95),
+                        arrowprops={"arrowstyle": "->", "lw": 1.2})
+            ax.add_patch(Rectangle((x - 0.45, -0.55), 0.9, 1.1, facecolor="#c7e9c0",
+                                   edgecolor="black", linewidth=0.8))
+            ax.text(x, 0.0, f"map {b['source']}\n3x3 conv\n{head['loc']}+{head['conf']}\n"
+                    f"{head['boxes']} boxes", ha="center", va="center", fontsize=6.5)
+    ax.text(len(blocks) - 0.3, 0.0, f"= {total} rows\nloc [B, {total}, 4]\n"
+            f"conf [B, {total}, {model.num_classes}]", ha="left", va="center", fontsize=8,
+            bbox={"facecolor": "white", "edgecolor": "black"})
+    handles = [Rectangle((0, 0), 1, 1, facecolor=colours["base"], label="VGG16 base"),
+               Rectangle((0, 0), 1, 1, facecolor=colours["extra"], label="extra layers"),
+               Rectangle((0, 0), 1, 1, facecolor="#c7e9c0", label="heads (loc + conf channels)"),
+               Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="black", linewidth=2.5,
+                         label="source map")]
+    ax.legend(handles=handles, loc="upper right", fontsize=8, ncol=4)
+    ax.set_xlim(-0.7, len(blocks) + 1.6)
+    ax.set_ylim(-0.8, 5.4)
+    ax.axis("off")
+    ax.set_title(f"{type(model).__name__} at {model.cfg.image_size} px: "
+                 f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")
+    fig.tight_layout()
+    return fig
