@@ -19,23 +19,19 @@ The paper reports VOC2007 test mAP at jaccard overlap 0.5 (section 3, Table 1). 
 This module is that rule as the devkit writes it, a loop over detections. The fast form, without
 the loop and identical in result, is :func:`ssd_edu.fast.evaluate.evaluate_detections`.
 
-Coordinates: boxes are ``[N, 4]`` xyxy fractions of the image (docs/design.md) and overlap is
-plain area ratio. The official devkit measures integer pixel boxes whose corners are both inside
-the box, so a box from x1 to x2 is ``x2 - x1 + 1`` pixels wide; ``pixel=True`` uses that convention
-(give boxes in pixels: fractions times ``[W, H, W, H]`` of each image) by moving every box's far
-corner out by one pixel before measuring overlaps.
+Boxes are ``[N, 4]`` xyxy fractions (docs/design.md); overlap is plain area ratio. The devkit
+measures integer pixel boxes (``x1..x2`` is ``x2 - x1 + 1`` pixels wide): ``pixel=True`` (boxes in
+pixels) moves every box's far corner out by one pixel before measuring, which is the same.
 
-Conventions we chose (each one tested): a class with no non-difficult object has no defined AP:
-it gets NaN and is left out of the mAP (the devkit would divide by zero); 11-point recall levels
-are exactly ``i / 10`` (the popular Python port's ``np.arange(0, 1.1, 0.1)`` makes a recall of
-exactly 0.3, 0.6 or 0.7 miss its level).
+Our conventions (tested): a class with no non-difficult object gets AP NaN, left out of the mAP
+(the devkit would divide by zero); 11-point recall levels are exactly ``i / 10`` (the common
+port's ``np.arange(0, 1.1, 0.1)`` makes a recall of exactly 0.3, 0.6 or 0.7 miss its level).
 
 COCO-style AP (:func:`coco_map`): the mean over IoU thresholds 0.50, 0.55, ..., 0.95 of AP with
-COCO's 101-point interpolation. It keeps the VOC matching rule above; pycocotools instead matches
-each detection to the best object *still free* with overlap ``>=`` threshold, keeps at most 100
-detections per image and class and has crowd regions and area ranges. That metric, COCO's own
-(AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl, as pycocotools computes them), is
-:func:`ssd_edu.coco_eval.coco_eval`, handed on here as ``coco_eval``.
+COCO's 101-point interpolation, keeping the VOC matching rule above. pycocotools instead matches
+each detection to the best object *still free* at overlap ``>=`` threshold, keeps the 100 best
+detections per image and class, and has crowd regions and area ranges: COCO's own twelve figures
+(AP .. ARl) are :func:`ssd_edu.coco_eval.coco_eval`, handed on here as ``coco_eval``.
 
 Paper: §3 (VOC2007 test, mAP at IoU 0.5); the rule is the PASCAL VOC devkit's.
 """
@@ -161,9 +157,8 @@ def detection_verdicts(
 ) -> Tensor:
     """The rule's verdict on each detection of one image, in the detections' own order.
 
-    A verdict depends only on the detections of the same image and class (an object can only be
-    claimed from its own image), so these are exactly the verdicts :func:`evaluate_detections`
-    gives these detections inside any data set; this form keeps them in input order for drawing.
+    An object can only be claimed from its own image, so these are the verdicts
+    :func:`evaluate_detections` gives these detections in any data set, kept in input order.
 
     Args:
         detections: ``(boxes [K, 4] xyxy, scores [K], labels [K] in 1..C)`` of one image.
@@ -172,23 +167,20 @@ def detection_verdicts(
         iou_threshold: a detection needs overlap strictly above this with its object.
 
     Returns:
-        ``[K]`` long: 1 for a true positive, 0 for a false positive, -1 for ignored (its
-        best-overlap object is difficult).
+        ``[K]`` long: 1 true positive, 0 false positive, -1 ignored (best object difficult).
 
     Paper: §3 (a detection counts at jaccard overlap 0.5); the rule is the PASCAL VOC devkit's.
     """
-    d_boxes, d_scores, d_labels = detections
-    if len(ground_truth) == 2:
-        ground_truth = (*ground_truth, torch.zeros(len(ground_truth[1]), dtype=torch.bool))
-    dets = [(d_boxes.detach().cpu().double(), d_scores.detach().cpu().double(), d_labels.cpu())]
-    gts = [tuple(t.detach().cpu() for t in ground_truth)]
-    gts = [(gts[0][0].double(), gts[0][1].long(), gts[0][2].bool())]
-    out = torch.full((len(d_scores),), 0, dtype=torch.long)
+    d_boxes, d_scores, d_labels = (t.detach().cpu() for t in detections)
+    g_boxes, g_labels, *rest = (t.detach().cpu() for t in ground_truth)
+    g_difficult = rest[0].bool() if rest else torch.zeros(len(g_labels), dtype=torch.bool)
+    dets = [(d_boxes.double(), d_scores.double(), d_labels)]
+    gts = [(g_boxes.double(), g_labels.long(), g_difficult)]
+    out = torch.zeros(len(d_scores), dtype=torch.long)
     for c in d_labels.unique().tolist():
-        mine = torch.nonzero(d_labels.cpu() == c).squeeze(1)  # [D_c] input positions
+        mine = torch.nonzero(d_labels == c).squeeze(1)  # [D_c] input positions
         order = sorted(range(len(mine)), key=lambda k: -float(d_scores[mine[k]]))  # stable
-        found = _best_overlaps(c, dets, gts)  # the same order: best score first, ties kept
-        verdicts = _devkit_walk(found, [gts[0][2].tolist()], iou_threshold)
+        verdicts = _devkit_walk(_best_overlaps(c, dets, gts), [g_difficult.tolist()], iou_threshold)
         for k, verdict in zip(order, verdicts):
             out[mine[k]] = -1 if verdict is None else int(verdict)
     return out
