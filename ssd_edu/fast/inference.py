@@ -9,9 +9,12 @@ demo``'s evaluation and the notebooks' inference) runs the network through :func
   run under **bf16 autocast**; with AMX a bf16 convolution is several times faster than an fp32
   one. The weights are not converted: autocast hands oneDNN a bf16 copy of each, which it lays out
   as it likes, so the model's own layout does not matter here;
-* in fp32 (``precision="fp32"``, or a CPU without native bf16) the weights must be channels_last
-  too for the gain, so :func:`fast_layout` converts them for the duration of the call and puts
-  them back afterwards: the caller's model keeps the memory format it had.
+* on a CPU without native bf16 the network stays fp32, and the weights must be channels_last too
+  for the gain, so :func:`fast_layout` converts them for the duration of the call and puts them
+  back afterwards: the caller's model keeps the memory format it had.
+
+``precision="fp32"`` switches all of this off: the plain ``model(images)``, bit for bit what the
+reference gives (``predict(..., precision="fp32")``, ``python -m ssd_edu.detect --fp32``).
 
 The head outputs come back as fp32, and everything after them (decoding, the score filter, NMS,
 evaluation) runs in fp32 as before. What it trades: bf16 keeps 8 bits of mantissa, so offsets and
@@ -25,8 +28,8 @@ weights, NMS kept out by a 0.99 threshold, takes 0.16-0.37x the time of the same
 fp32 NCHW (our ssd300 in fp32 NCHW was measured at 0.88x torchvision's time in issue 18);
 channels_last alone, in fp32, takes 0.64-0.69x.
 
-Reference: the plain call ``model(images)`` in fp32 (what ``predict(..., precision="fp32")``
-computes, up to the order of float summation). Paper: §3.7 (inference time).
+Reference: the plain call ``model(images)`` in fp32 (what ``precision="fp32"`` runs).
+Paper: §3.7 (inference time).
 """
 
 from __future__ import annotations
@@ -96,22 +99,26 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
 def fast_layout(model: nn.Module, device: torch.device | str, precision: str = "auto") -> Iterator:
     """For the ``with`` block, the layout :func:`forward` wants the model's weights in.
 
-    On the CPU in fp32, the 4-d weights become channels_last and go back to the default layout
-    afterwards (SSD300's 26M weights: about a tenth of a second each way, so ``evaluate_model``
-    holds this around its whole loop, and the calls inside find the work done). Anywhere else, or
-    when they already are channels_last, the model is left alone.
+    Only ``"auto"`` on a CPU without native bf16 needs a change: fp32 convolutions gain from
+    channels_last only when the weights are channels_last too, so the 4-d weights are converted
+    and go back to the default layout afterwards (SSD300's 26M weights: about a tenth of a second
+    each way, so ``evaluate_model`` holds this around its whole loop and the calls inside find
+    the work done). Anywhere else, or when they already are channels_last, the model is left alone.
 
     Args:
         model: the network (its parameters and buffers may be converted, then restored).
         device: where it runs.
         precision: as :func:`resolve_precision` takes it.
     """
-    mode = resolve_precision(precision, device)
-    weights = [p for p in model.parameters() if p.ndim == 4]
     convert = (
-        torch.device(device).type == "cpu"
-        and mode == "fp32"
-        and any(not w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+        precision == "auto"
+        and torch.device(device).type == "cpu"
+        and resolve_precision(precision, device) == "fp32"
+        and any(
+            not p.is_contiguous(memory_format=torch.channels_last)
+            for p in model.parameters()
+            if p.ndim == 4
+        )
     )
     if not convert:
         yield
@@ -129,7 +136,9 @@ def forward(model: nn.Module, images: Tensor, precision: str = "auto") -> tuple[
     Args:
         model: an SSD (any module returning ``loc`` and ``logits``); its mode is the caller's.
         images: ``[B, 3, S, S]`` normalised, on the model's device.
-        precision: ``"auto"``, ``"fp32"`` or ``"bf16"`` (:func:`resolve_precision`).
+        precision: ``"auto"`` (the fast path: channels_last on the CPU, bf16 where the CPU has
+            it), ``"bf16"`` (the same with bf16 wherever it runs) or ``"fp32"`` (the plain
+            ``model(images)``, bit for bit the reference).
 
     Returns:
         ``loc [B, P, 4]`` and ``logits [B, P, C + 1]``, float32.
@@ -137,11 +146,13 @@ def forward(model: nn.Module, images: Tensor, precision: str = "auto") -> tuple[
     Paper: §2.1 (the network), §3.7 (inference time).
     """
     mode = resolve_precision(precision, images.device)
+    if precision == "fp32":
+        loc, logits = model(images)  # [B, P, 4], [B, P, C + 1]
+        return loc.float(), logits.float()
     if images.device.type == "cpu":  # oneDNN's convolutions work in NHWC
         images = images.contiguous(memory_format=torch.channels_last)
-    bf16 = mode == "bf16"
-    with fast_layout(model, images.device, mode):
-        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
+    with fast_layout(model, images.device, precision):
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=mode == "bf16"):
             loc, logits = model(images)  # [B, P, 4], [B, P, C + 1]
     # the head outputs in fp32: decoding, the softmax and NMS never see bf16
     return loc.float(), logits.float()
