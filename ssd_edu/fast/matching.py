@@ -10,9 +10,12 @@ at once gives exactly the greedy result, usually in one or two rounds.
 
 What it trades: padding wastes the empty slots' arithmetic (``sum G_i / (B G_max)`` of the work
 is real), for a handful of kernel launches and one host-device synchronisation per round instead
-of several per image. That wins on a GPU (26x the per-image loop on an H100) and loses on a
-2-core CPU (``make bench``: 95 ms against 49 ms for the loop, 32 images x 8732 default boxes x
-1-20 objects), which is why the CPU training loop matches image by image.
+of several per image. That wins on a GPU (26x the per-image loop on an H100). On the CPU it
+depends on the size (CPU time at 1 thread, issue 18): for the CPU preset's batches (16 images x
+1524 default boxes x 1-3 objects) it takes 0.2x the time of this function called image by image
+and 0.25x the reference's loop, so the CPU training loop uses it; for SSD300's (32 x 8732 x 1-20
+objects) the padding costs more than the loop saves (``make bench``: 95 ms against 49 ms for the
+image-by-image loop on 2 threads; 133 against 89 ms in CPU time at 1 thread).
 
 Ground truth handed over on the CPU (as a DataLoader gives it) is padded and checked there and
 sent to the priors' device in one copy per tensor, so nothing waits for the GPU; checking values
