@@ -122,6 +122,7 @@ def test_auto_is_bf16_here_and_leaves_the_model_alone(trained):
 def test_fp32_channels_last_without_bf16_restores_the_layout(trained, cpu_flags):
     cpu_flags({"avx2"})  # a CPU without bf16: auto runs fp32, channels_last
     model, _, val_set = trained
+    model.to(memory_format=torch.contiguous_format)  # train() hands back a channels_last model
     assert inference.resolve_precision("auto", "cpu") == "fp32"
     images = _images(val_set, 8)
     plain = predict(model, images, precision="fp32")
