@@ -3,12 +3,13 @@
 It computes what :func:`ssd_edu.step.train_step` computes (match, forward, loss, backward, SGD
 step, the non-finite guard), and owns what a run needs around it: the SGD optimiser, the
 learning-rate schedule and, for fp16, the gradient scaler. On the CPU in fp32 it calls
-``train_step`` itself, with the padded batch matching of :mod:`ssd_edu.fast.matching` (on the CPU
-preset's batches, 16 images x 1524 default boxes x 1-3 objects, it takes 0.2-0.25x the CPU time
-of the reference's loop over images). Where the CPU computes bf16 natively (AVX512-BF16, AMX;
-:func:`ssd_edu.fast.inference.cpu_has_bf16`) and ``cfg.amp == "bf16"``, the CPU step runs bf16
-autocast and channels_last like the CUDA one (the small model's step: 0.39x the CPU time of fp32
-NCHW; channels_last alone 0.78x). On CUDA it adds:
+``train_step`` itself, with :func:`ssd_edu.fast.matching.assign_targets_cpu`: the padded batch
+matching where it is the faster (on the CPU preset's batches, 16 images x 1524 default boxes x
+1-3 objects, 0.2-0.25x the CPU time of a loop over images), image by image where the padding
+costs more (SSD300 images with many objects). Where the CPU computes bf16 natively
+(AVX512-BF16, AMX; :func:`ssd_edu.fast.inference.cpu_has_bf16`) and ``cfg.amp == "bf16"``, the
+CPU step runs bf16 autocast and channels_last like the CUDA one (the small model's step: 0.39x
+the CPU time of fp32 NCHW; channels_last alone 0.78x). On CUDA it adds:
 
 * bf16 (or fp16 with a gradient scaler) autocast and the channels_last memory layout;
 * matching on a CUDA stream of its own: matching reads one flag back per call, which waits only
@@ -40,7 +41,7 @@ from torch import Tensor, nn
 
 from ssd_edu.config import Schedule, TrainConfig
 from ssd_edu.fast.inference import cpu_has_bf16
-from ssd_edu.fast.matching import assign_targets_batch
+from ssd_edu.fast.matching import assign_targets_batch, assign_targets_cpu
 from ssd_edu.fast.photometric import finish_batch
 from ssd_edu.loss import MultiBoxLoss
 from ssd_edu.step import NonFiniteLossError, first_non_finite, train_step
@@ -130,7 +131,7 @@ class TrainEngine:
             try:
                 losses = train_step(
                     self.model, self.optimizer, self.criterion, images, boxes, labels,
-                    self.priors, self.cfg.iou_threshold, assign_targets_batch,
+                    self.priors, self.cfg.iou_threshold, assign_targets_cpu,
                 )  # fmt: skip
             except NonFiniteLossError as e:
                 raise NonFiniteLossError(str(e), e.what, e.losses, tag) from None
@@ -180,8 +181,8 @@ class TrainEngine:
         self._raise_if(tag, losses, flag)
 
     def _match(self, boxes: list[Tensor], labels: list[Tensor]) -> tuple[Tensor, Tensor]:
-        if self.stream is None:
-            return assign_targets_batch(boxes, labels, self.priors, self.cfg.iou_threshold)
+        if self.stream is None:  # the CPU: padded or image by image, whichever is faster
+            return assign_targets_cpu(boxes, labels, self.priors, self.cfg.iou_threshold)
         main = torch.cuda.current_stream(self.device)
         with torch.cuda.stream(self.stream):
             loc_t, cls_t = assign_targets_batch(boxes, labels, self.priors, self.cfg.iou_threshold)
