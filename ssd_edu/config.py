@@ -40,8 +40,10 @@ class TrainConfig:
         alpha: weight of the localisation loss.
         seed: seeds the data order and augmentation (and the model's initialisation in the CLI).
         num_workers: data-loading processes per training process.
-        amp: ``"bf16"``, ``"fp16"`` or ``"none"``; mixed precision is used on CUDA only.
-        channels_last: NHWC memory layout on CUDA (faster convolutions on tensor cores).
+        amp: ``"bf16"``, ``"fp16"`` or ``"none"``: autocast on CUDA; on the CPU only bf16, and
+            only where the CPU computes it natively (AVX512-BF16, AMX), else fp32.
+        channels_last: NHWC memory layout on CUDA (faster convolutions on tensor cores), and on
+            the CPU when it trains in bf16 (oneDNN's bf16 convolutions work in NHWC).
         compile: wrap the model with ``torch.compile``.
         eval_every: evaluate on the held-out set every this many iterations (0: only at the end).
         checkpoint_every: save a checkpoint every this many iterations (0: only at the end).
@@ -110,6 +112,9 @@ class TrainConfig:
         from scratch (no ImageNet backbone), and every image of the unlimited synthetic data is
         new, so it needs many cheap steps rather than few large ones. Reaches a held-out VOC07
         mAP above 0.9 with :func:`shapes_datasets` and ``ssd_small(5, width=SMALL_WIDTH)``.
+        Where the CPU computes bf16 natively it trains in bf16 autocast, channels_last: the
+        training step in 0.39x the CPU time of fp32 NCHW (0.5x with the data generation), mAP
+        0.910 against fp32's 0.921 in ``make demo`` (issue 18); ``amp="none"`` trains in fp32.
         """
         base = cls(
             model="ssd_small",
@@ -120,8 +125,8 @@ class TrainConfig:
             warmup_iters=60,
             warmup_factor=0.1,
             num_workers=0,
-            amp="none",
-            channels_last=False,
+            amp="bf16",
+            channels_last=True,
             eval_every=0,
             checkpoint_every=600,
             log_every=20,

@@ -4,9 +4,11 @@
 confidence filter, per-class NMS at 0.45 and the 200 best detections per image (§3.7).
 ``evaluate_model`` runs it over a dataset and scores the result with the VOC rule (§3.1). Both are
 hot paths (training evaluates with them, the detect command line predicts with them), so they
-call the fast layer: :func:`ssd_edu.fast.detect.detect` and
+call the fast layer: the network runs through :func:`ssd_edu.fast.inference.forward`
+(channels_last, and bf16 autocast on a CPU that computes bf16 natively; ``precision="fp32"``
+turns bf16 off), then :func:`ssd_edu.fast.detect.detect` and
 :func:`ssd_edu.fast.evaluate.evaluate_detections`, which give what the references in
-:mod:`ssd_edu.nms` and :mod:`ssd_edu.evaluate` give.
+:mod:`ssd_edu.nms` and :mod:`ssd_edu.evaluate` give. Decoding, NMS and evaluation are fp32.
 
 Shapes: images ``[B, 3, S, S]`` normalised as ``ssd_edu.imagenet.normalize`` does; detections per
 image ``(boxes [K, 4] xyxy fractions, scores [K], labels [K] in 1..C)``.
@@ -26,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from ssd_edu.data.loader import collate_detections
 from ssd_edu.fast.detect import detect
 from ssd_edu.fast.evaluate import evaluate_detections
+from ssd_edu.fast.inference import fast_layout, forward
 from ssd_edu.fast.photometric import finish_batch
 from ssd_edu.model.ssd import unwrap
 
@@ -37,6 +40,7 @@ def predict(
     score_threshold: float = 0.01,
     iou_threshold: float = 0.45,
     top_k: int = 200,
+    precision: str = "auto",
 ) -> list[tuple[Tensor, Tensor, Tensor]]:
     """Detections for a batch of images: the network, then decoding and per-class NMS.
 
@@ -46,6 +50,9 @@ def predict(
         score_threshold: class scores at or below this are dropped before NMS.
         iou_threshold: NMS overlap threshold.
         top_k: detections kept per image.
+        precision: the network's arithmetic: ``"auto"`` (bf16 autocast on a CPU with native
+            bf16, fp32 elsewhere), ``"fp32"`` or ``"bf16"``; the head outputs and all that
+            follows are fp32 in every case (:mod:`ssd_edu.fast.inference`).
 
     Returns:
         One ``(boxes [K, 4] xyxy fractions, scores [K], labels [K] in 1..C)`` per image.
@@ -55,12 +62,12 @@ def predict(
     was_training = model.training
     model.eval()
     try:
-        loc, logits = model(images)  # [B, P, 4], [B, P, C + 1]
+        loc, logits = forward(model, images, precision)  # [B, P, 4], [B, P, C + 1] fp32
     finally:
         model.train(was_training)
     return detect(
-        loc.float(),
-        logits.float(),
+        loc,
+        logits,
         unwrap(model).priors,
         score_threshold=score_threshold,
         iou_threshold=iou_threshold,
@@ -76,6 +83,7 @@ def evaluate_model(
     batch_size: int = 32,
     num_workers: int = 0,
     use_07_metric: bool = True,
+    precision: str = "auto",
 ) -> Any:
     """VOC average precision of a model on a dataset (boxes compared at IoU 0.5).
 
@@ -87,6 +95,7 @@ def evaluate_model(
         batch_size: images per forward pass.
         num_workers: data-loading processes.
         use_07_metric: VOC2007's 11-point AP (True, the paper's) or the area under the curve.
+        precision: the network's arithmetic, as :func:`predict` takes it.
 
     Returns:
         An :class:`~ssd_edu.eval_result.EvalResult` (per-class AP and mAP).
@@ -103,13 +112,14 @@ def evaluate_model(
         pin_memory=device.type == "cuda",
     )
     detections, ground_truths = [], []
-    for images, boxes, labels, difficult, *pixel_work in loader:
-        images = images.to(device, non_blocking=True)
-        if pixel_work:  # items of FastTrainTransform(defer_photometric=True)
-            images = finish_batch(images, pixel_work[0].to(device, non_blocking=True))
-        for b, s, l in predict(model, images):
-            detections.append((b.cpu(), s.cpu(), l.cpu()))
-        ground_truths.extend(zip(boxes, labels, difficult))
+    with fast_layout(model, device, precision):  # once for the whole set, not once per batch
+        for images, boxes, labels, difficult, *pixel_work in loader:
+            images = images.to(device, non_blocking=True)
+            if pixel_work:  # items of FastTrainTransform(defer_photometric=True)
+                images = finish_batch(images, pixel_work[0].to(device, non_blocking=True))
+            for b, s, l in predict(model, images, precision=precision):
+                detections.append((b.cpu(), s.cpu(), l.cpu()))
+            ground_truths.extend(zip(boxes, labels, difficult))
     return evaluate_detections(
         detections, ground_truths, list(class_names), use_07_metric=use_07_metric
     )

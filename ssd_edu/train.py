@@ -8,8 +8,9 @@ backward, SGD step. The loop around it, read top to bottom in :func:`train`:
    pure function of ``(seed, epoch)`` and each image's augmentation of ``(seed, epoch, index)``,
    whatever the number of workers, so a resumed run sees exactly the images it would have seen;
 2. the engine (:class:`ssd_edu.fast.engine.TrainEngine`) takes the step: the reference step on the
-   CPU, mixed precision and a guard that never waits for the GPU on CUDA; a NaN or infinite value
-   stops training before it reaches the weights or a checkpoint;
+   CPU in fp32, bf16 autocast and channels_last where the CPU or GPU computes bf16, and a guard
+   that never waits for the GPU on CUDA; a NaN or infinite value stops training before it
+   reaches the weights or a checkpoint;
 3. every few iterations: a row of the CSV log (:mod:`ssd_edu.runlog`), the held-out VOC07 mAP
    (:func:`ssd_edu.predict.evaluate_model`), an atomic checkpoint with every random state
    (:mod:`ssd_edu.checkpoint`).
@@ -47,7 +48,7 @@ from ssd_edu.checkpoint import (
 )
 from ssd_edu.config import SHAPES_DATA, SMALL_WIDTH, TrainConfig, lr_factor, shapes_datasets
 from ssd_edu.data.loader import training_loader
-from ssd_edu.fast.engine import TrainEngine
+from ssd_edu.fast.engine import TrainEngine, uses_channels_last
 from ssd_edu.matching import BadGroundTruth
 from ssd_edu.model.ssd import unwrap
 from ssd_edu.predict import evaluate_model, predict
@@ -193,7 +194,7 @@ def _processes(device, cfg: TrainConfig) -> tuple[int, int, torch.device]:
 
 def _wrapped(net: nn.Module, cfg: TrainConfig, device: torch.device, world: int):
     """``(model, net)``: the module whose forward trains (DDP, compiled) and the plain SSD."""
-    if device.type == "cuda" and cfg.channels_last:
+    if uses_channels_last(device, cfg):
         net = net.to(memory_format=torch.channels_last)
     model: nn.Module = net
     if world > 1:

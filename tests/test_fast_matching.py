@@ -8,6 +8,7 @@ from ssd_edu.fast import matching as fast
 from ssd_edu.priors import SSD128_SHAPES, SSD300_VOC, default_boxes
 
 PRIORS = default_boxes(SSD128_SHAPES)  # [1524, 4]
+LIMIT = fast.CPU_PADDED_LIMIT
 
 
 def xyxy(*rows):
@@ -26,6 +27,16 @@ def assert_same(boxes, labels, priors, threshold=0.5):
     assert torch.equal(cls_f, cls_r)
     assert torch.equal(loc_f, loc_r)  # the same arithmetic on the same boxes: bit for bit
     assert loc_f.dtype == loc_r.dtype and loc_f.device == loc_r.device
+    loc_c, cls_c = fast.assign_targets_cpu(boxes, labels, priors, threshold)  # either form
+    assert torch.equal(cls_c, cls_r) and torch.equal(loc_c, loc_r)
+
+
+@pytest.fixture(params=["padded", "image by image"], autouse=True)
+def cpu_form(request, monkeypatch):
+    """Every test here runs assign_targets_cpu in both of its forms."""
+    if request.param == "image by image":
+        monkeypatch.setattr(fast, "CPU_PADDED_LIMIT", 0)
+    return request.param
 
 
 @pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7, 1.0])
@@ -94,6 +105,26 @@ def test_bad_input_gets_the_references_message(boxes, labels):
     with pytest.raises(expected.type) as got:
         fast.assign_targets_batch(boxes, labels, PRIORS)
     assert str(got.value) == str(expected.value)
+    with pytest.raises(expected.type) as got:
+        fast.assign_targets_cpu(boxes, labels, PRIORS)
+    assert str(got.value) == str(expected.value)
+    assert getattr(got.value, "image", None) == getattr(expected.value, "image", None)
+
+
+def test_cpu_form_follows_the_size(monkeypatch):
+    monkeypatch.setattr(fast, "CPU_PADDED_LIMIT", LIMIT)  # the real limit, in both runs
+    calls = []
+    real = fast.assign_targets_batch
+    spy = lambda b, *a: calls.append(len(b)) or real(b, *a)  # noqa: E731
+    monkeypatch.setattr(fast, "assign_targets_batch", spy)
+    g = torch.Generator().manual_seed(4)
+    few = [random_gt(g, 3) for _ in range(4)]  # 3 x 1524 default boxes: padded, one call
+    fast.assign_targets_cpu(few, [torch.ones(3, dtype=torch.long)] * 4, PRIORS)
+    assert calls == [4]
+    calls.clear()
+    many = [random_gt(g, 20) for _ in range(4)]  # 20 x 8732: image by image
+    fast.assign_targets_cpu(many, [torch.ones(20, dtype=torch.long)] * 4, default_boxes(SSD300_VOC))
+    assert calls == [1, 1, 1, 1]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

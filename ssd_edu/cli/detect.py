@@ -3,12 +3,14 @@
     python -m ssd_edu.detect runs/shapes/checkpoint.pt photo1.jpg photo2.png --out detections/
 
 For each image: resize to the model's square input (as at test time in the paper, the aspect ratio
-is not kept), normalise, run the network, decode the offsets against the default boxes, keep
-class scores above ``--score``, suppress overlaps per class (NMS at 0.45), and draw what is left on
-the original image, ``DIR/<name>_detections.png`` (two images of the same name get ``<name>_2``,
-and the command says so). The boxes are fractions of the image, so they map back onto the original
-pixels unchanged; they are printed in pixels, clipped to the image. A file that cannot be read as
-an image is reported by name and skipped, the others are still done, and the exit status is then 1.
+is not kept), normalise, run the network (channels_last, and in bf16 on a CPU that computes bf16
+natively unless ``--fp32`` is given: :mod:`ssd_edu.fast.inference`), decode the offsets against
+the default boxes, keep class scores above ``--score``, suppress overlaps per class (NMS at 0.45),
+and draw what is left on the original image, ``DIR/<name>_detections.png`` (two images of the
+same name get ``<name>_2``, and the command says so). The boxes are fractions of the image, so
+they map back onto the original pixels unchanged; they are printed in pixels, clipped to the
+image. A file that cannot be read as an image is reported by name and skipped, the others are
+still done, and the exit status is then 1.
 
 The checkpoint carries everything needed to rebuild the network (model name, number of classes,
 class names, default-box configuration; see :mod:`ssd_edu.checkpoint`), so no other file is read.
@@ -38,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--score", type=float, default=0.5, help="minimum class score drawn")
     p.add_argument("--top-k", type=int, default=50, help="at most this many boxes per image")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    p.add_argument(
+        "--fp32", action="store_true", help="fp32 only (default: bf16 on a CPU with native bf16)"
+    )
     return p
 
 
@@ -104,8 +109,9 @@ def _detect_one(model, class_names: list[str], path: Path, target: Path, args) -
     nothing = (torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=bool))
     image, *_ = EvalTransform(model.cfg.image_size)(photo, *nothing)  # [3, S, S]
     ((boxes, scores, labels),) = predict(
-        model, image[None].to(args.device), score_threshold=args.score, top_k=args.top_k
-    )
+        model, image[None].to(args.device), score_threshold=args.score, top_k=args.top_k,
+        precision="fp32" if args.fp32 else "auto",
+    )  # fmt: skip
     boxes = boxes.cpu().clamp(0, 1)  # the network may reach past the image; the picture may not
     scores, labels = scores.cpu(), labels.cpu()
     fig, ax = plt.subplots(figsize=(6, 6 * photo.height / photo.width))

@@ -10,9 +10,13 @@ at once gives exactly the greedy result, usually in one or two rounds.
 
 What it trades: padding wastes the empty slots' arithmetic (``sum G_i / (B G_max)`` of the work
 is real), for a handful of kernel launches and one host-device synchronisation per round instead
-of several per image. That wins on a GPU (26x the per-image loop on an H100) and loses on a
-2-core CPU (``make bench``: 95 ms against 49 ms for the loop, 32 images x 8732 default boxes x
-1-20 objects), which is why the CPU training loop matches image by image.
+of several per image. That wins on a GPU (26x the per-image loop on an H100). On the CPU it
+depends on the size (CPU time at 1 thread, issue 18): for the CPU preset's batches (16 images x
+1524 default boxes x 1-3 objects) it takes 0.2x the time of this function called image by image
+and 0.25x the reference's loop, so the CPU training loop uses it; for SSD300's (32 x 8732 x 1-20
+objects) the padding costs more than the loop saves (``make bench``: 95 ms against 49 ms for the
+image-by-image loop on 2 threads; 133 against 89 ms in CPU time at 1 thread).
+:func:`assign_targets_cpu` picks between the two by ``G_max x P``; the CPU training loop uses it.
 
 Ground truth handed over on the CPU (as a DataLoader gives it) is padded and checked there and
 sent to the priors' device in one copy per tensor, so nothing waits for the GPU; checking values
@@ -63,6 +67,36 @@ def assign_targets_batch(
     loc_t = torch.where(positive[..., None], encode(matched_boxes, priors), 0.0)  # [B, P, 4]
     cls_t = torch.where(positive, labels.gather(1, index), 0)  # [B, P]
     return loc_t, cls_t
+
+
+# On the CPU the padded form wins while G_max x P is small and loses when it is large (CPU time
+# at 1 thread, issue 18): 0.2x the image-by-image time for the CPU preset (3 x 1524), 0.87x for
+# 32 SSD300 images of up to 6 objects (6 x 8732), 1.2x with up to 10, 1.5x with up to 20.
+CPU_PADDED_LIMIT = 65_536
+
+
+def assign_targets_cpu(
+    gt_boxes: Sequence[Tensor],
+    gt_labels: Sequence[Tensor],
+    priors: Tensor,
+    iou_threshold: float = 0.5,
+) -> tuple[Tensor, Tensor]:
+    """:func:`assign_targets_batch` in the form that is faster on a CPU: the padded batch while
+    ``G_max * P <= CPU_PADDED_LIMIT``, else one image at a time (no padded work). Same arguments,
+    same results, same errors (naming the image in the batch)."""
+    _check_settings(priors, iou_threshold)
+    _check_batch(gt_boxes, gt_labels)
+    g_max = max([0, *(len(b) for b in gt_boxes)])
+    if not gt_boxes or g_max * priors.shape[0] <= CPU_PADDED_LIMIT:
+        return assign_targets_batch(gt_boxes, gt_labels, priors, iou_threshold)
+    for b, (boxes, labels) in enumerate(zip(gt_boxes, gt_labels)):  # the batch's own indices
+        _check_gt_shapes(boxes, labels, b)
+        _check_gt_values(boxes.to(priors.dtype), labels, b)
+    pairs = [
+        assign_targets_batch([boxes], [labels], priors, iou_threshold)
+        for boxes, labels in zip(gt_boxes, gt_labels)
+    ]
+    return torch.cat([loc for loc, _ in pairs]), torch.cat([cls for _, cls in pairs])
 
 
 def _pad(
