@@ -161,6 +161,7 @@ def train(
         log.close()
     if world > 1:
         dist.barrier()
+    net.to(memory_format=torch.contiguous_format)  # handed back in the layout it came in
     return TrainResult(net, log.rows, evaluation, last_ckpt if rank == 0 else None, iteration)
 
 
