@@ -71,7 +71,7 @@ def test_render_shapes_rejects_bad_families():
 def single(tmp_path_factory):
     """A toy VOC with one object per image: each object's pixels are its own."""
     root = tmp_path_factory.mktemp("toy")
-    make_toy_voc(root, 60, seed=5, max_objects=1, min_size=24.0, test_fraction=0.0)
+    make_toy_voc(root, 60, seed=5, max_objects=1, min_fraction=0.15, test_fraction=0.0)
     return VOCDetection(root)
 
 

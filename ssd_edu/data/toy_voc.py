@@ -66,7 +66,7 @@ def make_toy_voc(
     max_objects: int = 4,
     difficult_fraction: float = 0.15,
     test_fraction: float = 0.25,
-    min_size: float = 12.0,
+    min_fraction: float = 0.1,
 ) -> Path:
     """Write a small VOC-layout dataset of synthetic images: ``root/VOC<year>/...``.
 
@@ -89,16 +89,20 @@ def make_toy_voc(
         max_objects: at most this many objects per image.
         difficult_fraction: chance that an object is marked difficult.
         test_fraction: share of images listed in ``test.txt``; the rest go to ``trainval.txt``.
-        min_size: the smallest object's ``sqrt(w h)`` in pixels.
+        min_fraction: the smallest object's ``sqrt(w h)`` as a fraction of the image's shorter
+            side (0.1: about the smallest default box of SSD300 and of the small model, §2.2).
 
     Returns:
         The ``VOC<year>`` folder written.
 
     Raises:
-        ValueError: ``n < 1`` or ``class_names`` not 4, 8, ..., 20 distinct names.
+        ValueError: ``n < 1``, ``min_fraction`` outside (0, 0.9), or ``class_names`` not 4, 8,
+            ..., 20 distinct names.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    if not 0.0 < min_fraction < 0.9:  # the largest object is 0.9 of the shorter side
+        raise ValueError(f"min_fraction must lie in (0, 0.9), got {min_fraction}")
     families = _families(class_names)
     folder = Path(root) / f"VOC{year}"
     for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
@@ -107,7 +111,8 @@ def make_toy_voc(
     ids = [f"{i + 1:06d}" if year == "2007" else f"{year}_{i + 1:06d}" for i in range(n)]
     for image_id in ids:
         w, h = (int(v) for v in rng.integers(size_range[0], size_range[1] + 1, size=2))
-        image, boxes, classes = render_shapes(rng, w, h, max_objects, min_size, families=families)
+        smallest = min_fraction * min(w, h)
+        image, boxes, classes = render_shapes(rng, w, h, max_objects, smallest, families=families)
         Image.fromarray(image).save(folder / "JPEGImages" / f"{image_id}.jpg", quality=90)
         objects = []
         for (c1, r1, c2, r2), k in zip(boxes.tolist(), classes.tolist()):
