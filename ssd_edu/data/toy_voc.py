@@ -133,9 +133,15 @@ def make_toy_voc(
             + "</annotation>\n"
         )
         (folder / "Annotations" / f"{image_id}.xml").write_text(xml)
+    _write_lists(folder, ids, test_fraction)
+    return folder
+
+
+def _write_lists(folder: Path, ids: list[str], test_fraction: float) -> None:
+    """``test.txt``: every k-th image, ``test_fraction`` of them; ``trainval.txt``: the rest."""
+    n = len(ids)
     n_test = int(round(n * test_fraction)) if n > 1 else 0
     test = set(ids[:: max(1, n // n_test)][:n_test]) if n_test else set()
     (folder / "ImageSets/Main/test.txt").write_text("".join(f"{i}\n" for i in ids if i in test))
     trainval = [i for i in ids if i not in test]
     (folder / "ImageSets/Main/trainval.txt").write_text("".join(f"{i}\n" for i in trainval))
-    return folder
