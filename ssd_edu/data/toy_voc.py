@@ -66,7 +66,7 @@ def make_toy_voc(
     max_objects: int = 4,
     difficult_fraction: float = 0.15,
     test_fraction: float = 0.25,
-    min_fraction: float = 0.1,
+    min_fraction: float = 0.2,
 ) -> Path:
     """Write a small VOC-layout dataset of synthetic images: ``root/VOC<year>/...``.
 
@@ -89,15 +89,15 @@ def make_toy_voc(
         max_objects: at most this many objects per image.
         difficult_fraction: chance that an object is marked difficult.
         test_fraction: share of images listed in ``test.txt``; the rest go to ``trainval.txt``.
-        min_fraction: the smallest object's ``sqrt(w h)`` as a fraction of the image's shorter
-            side (0.1: about the smallest default box of SSD300 and of the small model, §2.2).
+        min_fraction: the smallest object's ``sqrt(w h)`` over the image's shorter side. 0.2:
+            resized to a square input (from up to 2.5:1), an object keeps >= 0.2 / sqrt(2.5) =
+            0.126 of the side, above the smallest default box (0.1 in SSD300 and the small model).
 
     Returns:
         The ``VOC<year>`` folder written.
 
     Raises:
-        ValueError: ``n < 1``, ``min_fraction`` outside (0, 0.9), or ``class_names`` not 4, 8,
-            ..., 20 distinct names.
+        ValueError: ``n < 1``, ``min_fraction`` not in (0, 0.9), ``class_names`` not 4, ..., 20.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
