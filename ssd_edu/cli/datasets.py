@@ -7,7 +7,7 @@
 Each returns a :class:`Source`: the recipe, a freshly built model, the training and held-out
 sets, and the class names (stored in the checkpoint, so ``python -m ssd_edu.detect`` names what
 it finds). ``--model small`` is the 128-pixel CPU model with the shapes preset's recipe
-(:meth:`~ssd_edu.config.TrainConfig.shapes_cpu`); ``ssd300`` and ``ssd512`` are the paper's, with
+(:meth:`~ssd_edu.config.TrainConfig.shapes_cpu`, at batch 32 on VOC and COCO data); ``ssd300`` and ``ssd512`` are the paper's, with
 its recipe (:class:`~ssd_edu.config.TrainConfig`) and VOC's default boxes on any dataset. Errors
 in the options or the data are ``ValueError`` / ``FileNotFoundError`` naming what was wrong.
 
@@ -186,7 +186,9 @@ def _config(name: str, overrides: dict[str, Any], out_dir: str) -> TrainConfig:
     """The small model's CPU preset, or the paper's recipe for SSD300 / SSD512."""
     overrides = {"out_dir": out_dir, **overrides}
     if name == "small":
-        return TrainConfig.shapes_cpu(**overrides)
+        # batch 32, not the shapes' 16: on a finite dataset of 20 toy classes, 1,200 iterations
+        # of 32 reach VOC07 mAP 0.67 where 16 reach 0.55 (README, "Your own dataset")
+        return TrainConfig.shapes_cpu(**{"batch_size": 32, **overrides})
     return replace(TrainConfig(model=name), **overrides)
 
 
