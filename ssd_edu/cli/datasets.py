@@ -7,9 +7,10 @@
 Each returns a :class:`Source`: the recipe, a freshly built model, the training and held-out
 sets, and the class names (stored in the checkpoint, so ``python -m ssd_edu.detect`` names what
 it finds). ``--model small`` is the 128-pixel CPU model with the shapes preset's recipe
-(:meth:`~ssd_edu.config.TrainConfig.shapes_cpu`, at batch 32 on VOC and COCO data); ``ssd300`` and ``ssd512`` are the paper's, with
-its recipe (:class:`~ssd_edu.config.TrainConfig`) and VOC's default boxes on any dataset. Errors
-in the options or the data are ``ValueError`` / ``FileNotFoundError`` naming what was wrong.
+(:meth:`~ssd_edu.config.TrainConfig.shapes_cpu`, at batch 32 on VOC and COCO data); ``ssd300``
+and ``ssd512`` are the paper's, with its recipe (:class:`~ssd_edu.config.TrainConfig`) and VOC's
+default boxes on any dataset. Errors in the options or the data are ``ValueError`` /
+``FileNotFoundError`` naming what was wrong.
 
 Paper: §3 (training settings), §3.1 (VOC: 07+12 trainval, VOC2007 test), §3.4 (COCO).
 """
