@@ -3,12 +3,18 @@
     python -m ssd_edu.train                      # the small model on synthetic shapes, CPU
     python -m ssd_edu.train --demo               # the same, then mAP and a figure (make demo)
     python -m ssd_edu.train --voc-root data/VOCdevkit --vgg-weights vgg16.pth   # SSD300, 07+12
+    python -m ssd_edu.train --voc-root my_voc --model small          # your VOC folder, on the CPU
+    python -m ssd_edu.train --coco-json ann.json --images imgs/ --model small   # a COCO file
     torchrun --nproc_per_node 8 -m ssd_edu.train --voc-root data/VOCdevkit --vgg-weights vgg16.pth
 
-Options override the preset's :class:`~ssd_edu.config.TrainConfig`; ``--resume`` continues from a
-checkpoint. Errors in the settings are reported by name with exit status 2.
+The data sources are :mod:`ssd_edu.cli.datasets` (class names come from the data and go into the
+checkpoint, for ``python -m ssd_edu.detect``). Options override the preset's
+:class:`~ssd_edu.config.TrainConfig`; ``--resume`` continues from a checkpoint. At the end the run
+prints the held-out VOC07 mAP with a per-class table, and for COCO data also COCO's twelve figures
+as pycocotools computes them (:func:`ssd_edu.coco_eval.coco_eval`). Errors in the settings or the
+data are reported by name with exit status 2.
 
-Paper: §3 (training settings), §3.1 (SSD300 on VOC07+12, evaluated on VOC2007 test).
+Paper: §3 (training settings), §3.1 (SSD300 on VOC07+12, evaluated on VOC2007 test), §3.4 (COCO).
 """
 
 from __future__ import annotations
@@ -16,15 +22,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
-from ssd_edu.config import SMALL_WIDTH, TrainConfig, shapes_datasets
+from ssd_edu.cli import datasets
 from ssd_edu.predict import predict
 from ssd_edu.train import train
 
@@ -33,18 +38,29 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m ssd_edu.train",
         description="Train SSD. Default: the small model on synthetic shapes on the CPU (no data "
-        "needed). With --voc-root: SSD300 on VOC07+12 trainval, evaluated on VOC2007 test.",
+        "needed). With --voc-root: a VOCdevkit folder (SSD300 on VOC07+12 trainval, evaluated on "
+        "VOC2007 test; or your own data). With --coco-json and --images: a COCO-format dataset.",
     )
     p.add_argument("--demo", action="store_true", help="train on shapes, print mAP, draw a figure")
-    p.add_argument("--voc-root", help="the VOCdevkit folder (holding VOC2007/ and VOC2012/)")
+    p.add_argument("--voc-root", help="a VOCdevkit folder (VOC2007/, VOC2012/ or VOC<year>/)")
+    p.add_argument("--classes", help="VOC: the class names a,b,c (default: the annotations')")
+    p.add_argument("--coco-json", help="a COCO-format annotation file to train on")
+    p.add_argument("--images", help="COCO: the folder its file_name entries are relative to")
+    p.add_argument("--val-json", help="COCO: a held-out annotation file (same categories)")
+    p.add_argument("--val-images", help="COCO: the held-out file's image folder (default --images)")
+    p.add_argument("--val-fraction", type=float, help="COCO: share held out (default 0.2)")
     p.add_argument("--vgg-weights", help="torchvision-format VGG16 ImageNet state dict (.pth)")
-    p.add_argument("--model", choices=("ssd300", "ssd512"), default="ssd300", help="with VOC")
+    p.add_argument(
+        "--model",
+        choices=("ssd300", "ssd512", "small"),
+        help="with --voc-root / --coco-json (default ssd300; small: 128 px, CPU)",
+    )
     p.add_argument("--iters", type=int, help="iterations (default: the preset's)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--workers", type=int, help="data-loading processes per GPU/process")
     p.add_argument("--train-size", type=int, help="shapes: training images (default iters x batch)")
-    p.add_argument("--val-size", type=int, default=300, help="shapes: held-out images")
+    p.add_argument("--val-size", type=int, help="shapes: held-out images (default 300)")
     p.add_argument("--eval-every", type=int)
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--out-dir", help="where checkpoint.pt and log.csv go")
@@ -56,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+# options that only one data source reads: given with another, they would be silently ignored
+_ONLY_FOR = {
+    "classes": "voc", "images": "coco", "val_json": "coco", "val_images": "coco",
+    "val_fraction": "coco", "train_size": "shapes", "val_size": "shapes",
+}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,82 +107,71 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.compile:
         overrides["compile"] = True
     try:
-        return (_main_voc if args.voc_root else _main_shapes)(args, overrides)
-    except ValueError as e:  # bad settings, a checkpoint that does not fit: say so, no traceback
+        source = _source_of(args)
+        return _run(getattr(datasets, source)(args, overrides), args, source)
+    except (ValueError, FileNotFoundError) as e:  # bad settings or data: say so, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
 
 
-def _main_shapes(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
-    from ssd_edu.data import SHAPE_CLASSES
-    from ssd_edu.model import ssd_small
+def _source_of(args: argparse.Namespace) -> str:
+    """``"shapes"``, ``"voc"`` or ``"coco"``, the options checked to belong to it."""
+    if args.voc_root and args.coco_json:
+        raise ValueError("give --voc-root or --coco-json, not both")
+    source = "voc" if args.voc_root else "coco" if args.coco_json else "shapes"
+    if args.demo and source != "shapes":
+        raise ValueError("--demo trains on the synthetic shapes: drop --voc-root / --coco-json")
+    for name, only in _ONLY_FOR.items():
+        if getattr(args, name) is not None and only != source:
+            flag = {"voc": "--voc-root", "coco": "--coco-json", "shapes": "the shapes data"}
+            raise ValueError(f"--{name.replace('_', '-')} is for {flag[only]} only")
+    return source
 
-    cfg = TrainConfig.shapes_cpu(**overrides)
-    for name in ("train_size", "val_size"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-    torch.manual_seed(cfg.seed)
-    model = ssd_small(len(SHAPE_CLASSES) + 1, width=SMALL_WIDTH)
-    n_train = args.train_size or cfg.max_iters * cfg.batch_size  # every image seen once
-    train_set, val_set = shapes_datasets(n_train, args.val_size, seed=cfg.seed)
+
+def _run(data: datasets.Source, args: argparse.Namespace, source: str) -> int:
+    """Train, then print the held-out figures, the checkpoint and (``--demo``) the figure."""
+    print(f"training {data.what} for {data.cfg.max_iters} iterations")
+    if source != "shapes":
+        print(f"classes ({len(data.class_names)}): {', '.join(data.class_names)}")
     device = args.device or ("cpu" if args.demo else None)
-    print(f"training {cfg.model} on {len(train_set)} shapes for {cfg.max_iters} iterations")
     result = train(
-        cfg, model, train_set, SHAPE_CLASSES, val_set=val_set, device=device,
-        resume=args.resume, progress=not args.no_progress,
+        data.cfg, data.model, data.train_set, data.class_names, val_set=data.val_set,
+        device=device, resume=args.resume, progress=not args.no_progress,
     )  # fmt: skip
     if result.evaluation is not None:
-        _print_evaluation(result.evaluation, len(val_set))
+        _print_evaluation(result.evaluation, len(data.val_set))
+    if source == "coco":
+        _print_coco(result.model, data.val_set, data.cfg.eval_batch_size)
     if result.checkpoint is not None:
         print(f"checkpoint: {result.checkpoint}")
     if args.demo:
-        path = _demo_figure(result.model, val_set, SHAPE_CLASSES)
+        path = _demo_figure(result.model, data.val_set, data.class_names)
         if path is not None:
             print(f"figure: {path}")
-    return 0
-
-
-def _main_voc(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
-    from ssd_edu.data import VOC_CLASSES, EvalTransform, VOCDetection
-    from ssd_edu.fast.augment import FastTrainTransform
-    from ssd_edu.model import load_vgg16_backbone, ssd300, ssd512
-
-    root = Path(args.voc_root)
-    if not root.is_dir():
-        raise ValueError(f"--voc-root {str(root)!r} is not a folder")
-    cfg = replace(TrainConfig(model=args.model, out_dir=f"runs/{args.model}_voc"), **overrides)
-    torch.manual_seed(cfg.seed)
-    model = (ssd300 if cfg.model == "ssd300" else ssd512)(num_classes=len(VOC_CLASSES) + 1)
-    if args.vgg_weights:
-        print(load_vgg16_backbone(model, args.vgg_weights))
-    elif args.resume is None:
-        print(
-            "warning: no --vgg-weights: the VGG16 base starts from random weights", file=sys.stderr
-        )
-    size = model.cfg.image_size
-    # on a GPU the augmentation workers set the pace: leave the photometric distortion to the
-    # device, one batched step per iteration (on the CPU the workers do it faster)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    transform = FastTrainTransform(size, defer_photometric=device.type == "cuda")
-    # the paper's 07+12: VOC2007 trainval + VOC2012 trainval (whichever of the two is present)
-    years = tuple(y for y in ("2007", "2012") if (root / f"VOC{y}").is_dir())
-    train_set = VOCDetection(
-        root, years=years, image_set="trainval", transform=transform, seed=cfg.seed
-    )
-    val_set = VOCDetection(root, years=("2007",), image_set="test", transform=EvalTransform(size))
-    print(f"training {cfg.model} on VOC{'+'.join(years)} trainval ({len(train_set)} images)")
-    result = train(
-        cfg, model, train_set, VOC_CLASSES, val_set=val_set, device=args.device,
-        resume=args.resume, progress=not args.no_progress,
-    )  # fmt: skip
-    if result.evaluation is not None:
-        _print_evaluation(result.evaluation, len(val_set))
     return 0
 
 
 def _print_evaluation(evaluation: Any, n_images: int) -> None:
     print(f"VOC07 mAP on {n_images} held-out images: {evaluation.mean_ap:.4f}")
     print(evaluation.table())
+
+
+def _print_coco(model: nn.Module, dataset: Dataset, batch_size: int) -> None:
+    """COCO's twelve figures on the held-out images (crowd regions ignored, areas in pixels)."""
+    from ssd_edu.coco_eval import coco_eval
+    from ssd_edu.data.loader import collate_detections
+
+    device = next(model.parameters()).device
+    detections, truths = [], []
+    for images, boxes, labels, crowd in DataLoader(
+        dataset, batch_size, collate_fn=collate_detections
+    ):
+        detections += [(b.cpu(), s.cpu(), c.cpu()) for b, s, c in predict(model, images.to(device))]
+        truths += zip(boxes, labels, crowd)  # COCODetection marks crowd regions as difficult
+    sizes = [(a["width"], a["height"]) for a in map(dataset.annotation, range(len(dataset)))]
+    figures = coco_eval(detections, truths, sizes)
+    print(f"COCO AP on {len(dataset)} held-out images (pycocotools' rules): AP {figures['AP']:.4f}")
+    print("  " + "  ".join(f"{name} {value:.3f}" for name, value in figures.items()))
 
 
 def _demo_figure(model: nn.Module, dataset: Dataset, class_names: Sequence[str]) -> Path | None:

@@ -19,12 +19,13 @@ from ssd_edu.data.geometry import MIN_IOUS, Augmentation, sample_patch
 from ssd_edu.data.loader import collate_detections
 from ssd_edu.data.photometric import PIXEL_PARAMS, Photometric, photometric_distort
 from ssd_edu.data.shapes import SHAPE_CLASSES, ShapesDataset, render_shapes
-from ssd_edu.data.toy_voc import make_toy_voc
+from ssd_edu.data.toy_voc import FAMILY_NAMES, make_toy_voc, toy_voc_legend
 from ssd_edu.data.transforms import EvalTransform, TrainTransform, item_generator, to_pil
-from ssd_edu.data.voc import VOC_CLASSES, VOCDetection, parse_annotation
+from ssd_edu.data.voc import VOC_CLASSES, VOCDetection, parse_annotation, voc_object_names
 from ssd_edu.imagenet import IMAGENET_MEAN, IMAGENET_STD, denormalize, normalize
 
 __all__ = [
+    "FAMILY_NAMES",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MIN_IOUS",
@@ -49,4 +50,6 @@ __all__ = [
     "sample_patch",
     "split_image_ids",
     "to_pil",
+    "toy_voc_legend",
+    "voc_object_names",
 ]

@@ -40,6 +40,11 @@ __all__ = ["SHAPE_CLASSES", "ShapesDataset", "collate_detections", "render_shape
 SHAPE_CLASSES: tuple[str, ...] = ("rectangle", "ellipse", "triangle", "cross")
 
 MAX_BOX_IOU = 0.3  # two shapes overlap at most this much, so both stay recognisable
+# colour families (render_shapes(families=F)): a hue within FAMILY_SPREAD / F of f / F. With F = 5
+# the families' centres sit 72 degrees apart and a hue strays at most 11 degrees from its centre,
+# so even after the paper's +-18 degree hue distortion two families stay 14 degrees apart.
+FAMILY_SPREAD = 0.15
+MAX_FAMILIES = 5
 
 
 def _shape_mask(kind: int, w: int, h: int) -> np.ndarray:
@@ -93,8 +98,16 @@ def render_shapes(
     min_size: float = 10.0,
     max_size: float | None = None,
     n_classes: int = len(SHAPE_CLASSES),
+    families: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Paint one scene: a background and 1..max_objects shapes, all drawn from ``rng``.
+
+    Colours: by default the shapes of a scene get hues well apart from each other, and the hue
+    says nothing about the shape. With ``families=F`` each shape also draws a colour family
+    ``f`` in ``0..F-1`` and its hue lies within ``FAMILY_SPREAD / F`` of ``f / F`` round the
+    colour circle, so shape and family together name one of ``n_classes * F`` classes that can be
+    told apart by eye (and by a network: the families stay apart by more than the paper's +-18
+    degree hue distortion).
 
     Args:
         rng: numpy generator; the scene is a function of its state.
@@ -103,11 +116,15 @@ def render_shapes(
         min_size, max_size: range of ``sqrt(w h)`` in pixels (log-uniform); ``max_size``
             defaults to 0.9 of the shorter side.
         n_classes: how many of the shape kinds to use.
+        families: ``None`` (hue carries no class) or the number ``F`` of colour families.
 
     Returns:
         ``image [H, W, 3]`` uint8, ``boxes [N, 4]`` int pixel edges ``(c1, r1, c2 + 1, r2 + 1)``,
-        ``kinds [N]`` int in ``0..n_classes-1``.
+        ``kinds [N]`` int: the shape in ``0..n_classes-1``, or with ``families=F`` the class
+        ``shape * F + family`` in ``0..n_classes * F - 1``.
     """
+    if families is not None and not 1 <= families <= MAX_FAMILIES:
+        raise ValueError(f"families must be None or in 1..{MAX_FAMILIES}, got {families}")
     image = _background(rng, width, height)
     short = min(width, height)
     max_size = 0.9 * short if max_size is None else max_size
@@ -119,6 +136,10 @@ def render_shapes(
     kinds: list[int] = []
     for size, hue in zip(sizes, hues):
         kind = int(rng.integers(n_classes))
+        if families is not None:  # the hue names the family: f / F, give or take the spread
+            family = int(rng.integers(families))
+            hue = (family + rng.uniform(-FAMILY_SPREAD, FAMILY_SPREAD)) / families % 1.0
+            kind = kind * families + family
         aspect = np.exp(rng.uniform(np.log(0.6), np.log(1.6)))
         w = int(np.clip(round(size * np.sqrt(aspect)), 4, width))
         h = int(np.clip(round(size / np.sqrt(aspect)), 4, height))
@@ -128,7 +149,7 @@ def render_shapes(
                 break
         else:
             continue
-        mask = _shape_mask(kind, w, h)  # [h, w]
+        mask = _shape_mask(kind // (families or 1), w, h)  # [h, w]
         colour = _hsv_to_rgb(np.float32(hue), rng.uniform(0.65, 1.0), rng.uniform(0.6, 1.0)) * 255
         image[y0 : y0 + h, x0 : x0 + w][mask] = colour
         cols, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))

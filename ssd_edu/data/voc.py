@@ -86,6 +86,16 @@ def _flag(obj: Element, tag: str) -> bool:
     return node is not None and (node.text or "").strip() not in ("", "0")
 
 
+def _parse(path: Path) -> Element:
+    """The XML's root element, or an error naming the file."""
+    try:
+        return ET.parse(path).getroot()
+    except DefusedXmlException as e:  # entities, DTDs: refused, never expanded
+        raise ValueError(f"{path}: refused to parse ({type(e).__name__}: {e})") from None
+    except ParseError as e:
+        raise ValueError(f"{path}: malformed XML ({e})") from None
+
+
 def parse_annotation(path: str | Path, class_names: Sequence[str] = VOC_CLASSES) -> dict:
     """Read one VOC XML annotation.
 
@@ -112,12 +122,7 @@ def parse_annotation(path: str | Path, class_names: Sequence[str] = VOC_CLASSES)
     Paper: §3.1 (PASCAL VOC annotations).
     """
     path = Path(path)
-    try:
-        root = ET.parse(path).getroot()
-    except DefusedXmlException as e:  # entities, DTDs: refused, never expanded
-        raise ValueError(f"{path}: refused to parse ({type(e).__name__}: {e})") from None
-    except ParseError as e:
-        raise ValueError(f"{path}: malformed XML ({e})") from None
+    root = _parse(path)
     size = root.find("size")
     if size is None:
         raise ValueError(f"{path}: missing <size> (image width and height)")
@@ -254,3 +259,37 @@ class VOCDetection(DetectionFiles):
     def image_path(self, index: int) -> Path:
         folder, image_id = self._items[index]
         return folder / "JPEGImages" / f"{image_id}.jpg"
+
+
+def voc_object_names(
+    root: str | Path, years: Sequence[str] = ("2007",), image_set: str = "trainval"
+) -> dict[str, str]:
+    """The class names that the objects of a VOC list use, each with where it is first seen.
+
+    A dataset of one's own in the VOC layout has its own classes: the training command line takes
+    the sorted names of the training list as ``class_names`` (for PASCAL VOC they are
+    ``VOC_CLASSES``, which is in alphabetical order), and checks the test list against them.
+
+    Args:
+        root, years, image_set: as for :class:`VOCDetection`.
+
+    Returns:
+        ``{name: "<annotation file> (object k)"}``, in order of first appearance.
+
+    Raises:
+        FileNotFoundError: the list or one of its annotations is missing (named).
+        ValueError: malformed XML or an object without a ``<name>`` (file and object named).
+
+    Paper: §3.1 (VOC's 20 classes); other datasets in the layout bring their own.
+    """
+    listed = VOCDetection(root, years=years, image_set=image_set)
+    names: dict[str, str] = {}
+    for folder, image_id in listed._items:
+        path = folder / "Annotations" / f"{image_id}.xml"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"annotation {path} not found (image id {image_id!r} of {image_set}.txt)"
+            )
+        for k, obj in enumerate(_parse(path).iter("object")):
+            names.setdefault(_text(obj, "name", f"{path}: object {k}"), f"{path} (object {k})")
+    return names

@@ -1,0 +1,215 @@
+"""``python -m ssd_edu.train`` on one's own data: a VOC folder and a COCO JSON, a few iterations.
+
+End to end on tiny toy data (seconds each): the run prints the held-out VOC07 mAP (and COCO's
+figures for a COCO file), the checkpoint carries the dataset's class names, and ``python -m
+ssd_edu.detect`` prints those names. Then each bad input with its message, before any training.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ssd_edu.checkpoint import load_checkpoint
+from ssd_edu.cli import detect
+from ssd_edu.cli import train as train_cli
+from ssd_edu.coco_eval import SUMMARY_NAMES
+from ssd_edu.coco_json import ground_truths_to_coco_json
+from ssd_edu.data import VOCDetection, make_toy_voc
+
+# 4 shapes in one colour family: four classes of one's own; sorted, they are box, plus, ring, tri
+NAMES = ("box", "ring", "tri", "plus")
+FEW = ["--iters", "2", "--batch-size", "4", "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def voc_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("own") / "VOCdevkit"
+    make_toy_voc(root, 16, seed=0, class_names=NAMES, max_objects=3)
+    return root
+
+
+def _coco_file(path: Path, ds: VOCDetection, category_ids, names, first_id: int = 1) -> Path:
+    """``ds``'s ground truth written as a COCO file (images by file name in JPEGImages/)."""
+    anns = [ds.annotation(i) for i in range(len(ds))]
+    data = ground_truths_to_coco_json(
+        [(a["boxes"], a["labels"], a["difficult"]) for a in anns],
+        list(range(first_id, first_id + len(ds))),
+        category_ids,
+        [(a["width"], a["height"]) for a in anns],
+        class_names=names,
+        file_names=[ds.image_path(i).name for i in range(len(ds))],
+    )
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def coco_files(voc_root, tmp_path_factory) -> tuple[Path, Path, Path]:
+    """``(train.json, val.json, images/)`` with category ids 3, 7, 9, 11 (COCO-style gaps)."""
+    folder = tmp_path_factory.mktemp("coco")
+    train = VOCDetection(voc_root, image_set="trainval", class_names=NAMES)
+    val = VOCDetection(voc_root, image_set="test", class_names=NAMES)
+    return (
+        _coco_file(folder / "train.json", train, [3, 7, 9, 11], NAMES),
+        _coco_file(folder / "val.json", val, [3, 7, 9, 11], NAMES, first_id=100),
+        voc_root / "VOC2007" / "JPEGImages",
+    )
+
+
+def _detected_names(checkpoint: Path, image: Path, out: Path, capsys) -> set[str]:
+    """The class names ``python -m ssd_edu.detect`` prints for every box on ``image``."""
+    capsys.readouterr()
+    assert detect.main([str(checkpoint), str(image), "--out", str(out), "--score", "0.0"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]  # after "<image>: K detection(s) -> ..."
+    return {line.split()[0] for line in lines}
+
+
+def test_voc_folder_trains_the_small_model_with_its_own_classes(voc_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["--voc-root", str(voc_root), "--model", "small", "--out-dir", str(out)]
+    assert train_cli.main(args + FEW) == 0
+    printed = capsys.readouterr().out
+    assert "ssd_small on VOC2007 trainval (12 images), tested on VOC2007 test (4 images)" in printed
+    assert "classes (4): box, plus, ring, tri" in printed  # sorted names of the annotations
+    assert "VOC07 mAP on 4 held-out images:" in printed and "COCO AP" not in printed
+    spec = load_checkpoint(out / "checkpoint.pt")["model_spec"]
+    assert spec["name"] == "ssd_small" and spec["class_names"] == sorted(NAMES)
+    assert spec["num_classes"] == 5 and spec["prior_cfg"]["image_size"] == 128
+    image = voc_root / "VOC2007" / "JPEGImages" / "000001.jpg"
+    names = _detected_names(out / "checkpoint.pt", image, tmp_path / "drawn", capsys)
+    assert names and names <= set(NAMES)  # the dataset's names, not VOC's or the shapes'
+
+
+def test_classes_option_sets_the_label_order(voc_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["--voc-root", str(voc_root), "--model", "small", "--classes", "tri, ring,box,plus"]
+    assert train_cli.main(args + ["--out-dir", str(out)] + FEW) == 0
+    assert "classes (4): tri, ring, box, plus" in capsys.readouterr().out
+    spec = load_checkpoint(out / "checkpoint.pt")["model_spec"]
+    assert spec["class_names"] == ["tri", "ring", "box", "plus"]
+
+
+def test_coco_json_with_a_held_out_fraction(coco_files, tmp_path, capsys):
+    train_json, _, images = coco_files
+    out = tmp_path / "run"
+    args = ["--coco-json", str(train_json), "--images", str(images), "--model", "small"]
+    assert train_cli.main(args + ["--val-fraction", "0.25", "--out-dir", str(out)] + FEW) == 0
+    printed = capsys.readouterr().out
+    assert "held out: 0.25 of the images (3), seed 0" in printed
+    assert "VOC07 mAP on 3 held-out images:" in printed
+    assert "COCO AP on 3 held-out images (pycocotools' rules): AP " in printed
+    assert all(f"{name} " in printed for name in SUMMARY_NAMES)
+    spec = load_checkpoint(out / "checkpoint.pt")["model_spec"]
+    assert spec["class_names"] == list(NAMES)  # the categories in id order
+    names = _detected_names(out / "checkpoint.pt", images / "000002.jpg", tmp_path / "d", capsys)
+    assert names and names <= set(NAMES)
+
+
+def test_coco_json_with_a_held_out_file(coco_files, tmp_path, capsys):
+    train_json, val_json, images = coco_files
+    args = ["--coco-json", str(train_json), "--images", str(images), "--val-json", str(val_json)]
+    assert train_cli.main(args + ["--model", "small", "--out-dir", str(tmp_path)] + FEW) == 0
+    printed = capsys.readouterr().out
+    assert f"({12} images), held out: {val_json} (4 images)" in printed
+    assert "COCO AP on 4 held-out images" in printed
+
+
+# ------------------------------------------------------------------ bad inputs, each named
+
+
+def _voc_by_hand(root: Path, objects: dict[str, list[str]], test: bool = True) -> Path:
+    """A VOCdevkit folder of XMLs only: ``{image id: [class names of its objects]}``."""
+    main = root / "VOC2007" / "ImageSets" / "Main"
+    main.mkdir(parents=True)
+    (root / "VOC2007" / "Annotations").mkdir()
+    for image_id, names in objects.items():
+        body = "".join(
+            f"<object><name>{n}</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax>"
+            "<ymax>5</ymax></bndbox></object>"
+            for n in names
+        )
+        xml = f"<annotation><size><width>9</width><height>9</height></size>{body}</annotation>"
+        (root / "VOC2007" / "Annotations" / f"{image_id}.xml").write_text(xml)
+    ids = list(objects)
+    (main / "trainval.txt").write_text("\n".join(ids[:-1]) + "\n")
+    if test:
+        (main / "test.txt").write_text(ids[-1] + "\n")
+    return root
+
+
+def _fails(args: list[str], message: str, capsys) -> None:
+    assert train_cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+
+
+def test_voc_root_must_be_a_voc_folder(tmp_path, capsys):
+    _fails(["--voc-root", str(tmp_path / "nope")], "is not a folder", capsys)
+    (tmp_path / "VOCdevkit").mkdir()
+    _fails(["--voc-root", str(tmp_path)], "has no VOC<year>/ImageSets/Main/trainval.txt", capsys)
+    _fails(["--voc-root", str(tmp_path)], "did you mean", capsys)
+
+
+def test_voc_root_needs_a_test_list(tmp_path, capsys):
+    root = _voc_by_hand(tmp_path / "v", {"a": ["cat"], "b": ["cat"]}, test=False)
+    _fails(["--voc-root", str(root), "--model", "small"], "has no test list to evaluate on", capsys)
+
+
+def test_voc_without_objects_has_no_classes(tmp_path, capsys):
+    root = _voc_by_hand(tmp_path / "v", {"a": [], "b": [], "c": []})
+    _fails(["--voc-root", str(root), "--model", "small"], "no objects in the training list", capsys)
+
+
+def test_voc_class_outside_classes_is_named_with_its_file(tmp_path, capsys):
+    root = _voc_by_hand(tmp_path / "v", {"a": ["cat", "dog"], "b": ["cat"], "c": ["cat"]})
+    args = ["--voc-root", str(root), "--model", "small", "--classes", "cat"]
+    _fails(args, "a.xml (object 1): unknown class 'dog': add it to --classes", capsys)
+    # a class in the test list only: never trained, so named before training starts
+    root = _voc_by_hand(tmp_path / "w", {"a": ["cat"], "b": ["cat"], "c": ["cow"]})
+    _fails(
+        ["--voc-root", str(root), "--model", "small"],
+        "c.xml (object 0): unknown class 'cow'",
+        capsys,
+    )
+    _fails(["--voc-root", str(root), "--classes", "cat,cat"], "--classes must be distinct", capsys)
+
+
+def test_coco_bad_inputs(coco_files, tmp_path, capsys):
+    train_json, val_json, images = coco_files
+    coco = ["--coco-json", str(train_json), "--model", "small"]
+    _fails(coco, "--coco-json needs --images", capsys)
+    coco += ["--images", str(images)]
+    for fraction in ("0", "1", "1.5", "-0.2"):
+        _fails(coco + ["--val-fraction", fraction], "--val-fraction must lie in (0, 1)", capsys)
+    _fails(coco + ["--val-json", str(val_json), "--val-fraction", "0.2"], "not both", capsys)
+    other = json.loads(val_json.read_text())
+    other["categories"][0]["name"] = "square"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    _fails(coco + ["--val-json", str(tmp_path / "other.json")], "the same categories", capsys)
+    missing = ["--coco-json", str(tmp_path / "none.json"), "--images", str(images)]
+    _fails(missing, "none.json not found", capsys)
+    _fails(coco + ["--classes", "a,b"], "--classes is for --voc-root only", capsys)
+
+
+def test_options_that_belong_to_another_source(voc_root, coco_files, capsys):
+    train_json, _, images = coco_files
+    _fails(["--images", str(images)], "--images is for --coco-json only", capsys)
+    both = ["--voc-root", str(voc_root), "--coco-json", str(train_json)]
+    _fails(both, "give --voc-root or --coco-json, not both", capsys)
+    _fails(["--voc-root", str(voc_root), "--train-size", "8"], "for the shapes data only", capsys)
+    _fails(["--model", "ssd300"], "--model ssd300 needs data", capsys)
+    _fails(["--voc-root", str(voc_root), "--demo"], "--demo trains on the synthetic shapes", capsys)
+    small = ["--voc-root", str(voc_root), "--model", "small", "--vgg-weights", "w.pth"]
+    _fails(small, "the small model has no VGG16", capsys)
