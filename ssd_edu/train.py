@@ -7,18 +7,16 @@ backward, SGD step. The loop around it, read top to bottom in :func:`train`:
 1. batches come from an endless, seeded stream (:mod:`ssd_edu.data.loader`): the data order is a
    pure function of ``(seed, epoch)`` and each image's augmentation of ``(seed, epoch, index)``,
    whatever the number of workers, so a resumed run sees exactly the images it would have seen;
-2. the engine (:class:`ssd_edu.fast.engine.TrainEngine`) takes the step: the reference step on the
-   CPU in fp32, bf16 autocast and channels_last where the CPU or GPU computes bf16, and a guard
-   that never waits for the GPU on CUDA; a NaN or infinite value stops training before it
-   reaches the weights or a checkpoint;
+2. the engine (:class:`ssd_edu.fast.engine.TrainEngine`) takes the step: bf16 autocast and
+   channels_last where the CPU or GPU computes bf16 (else the reference step in fp32); a NaN or
+   infinite value stops training before it reaches the weights or a checkpoint;
 3. every few iterations: a row of the CSV log (:mod:`ssd_edu.runlog`), the held-out VOC07 mAP
    (:func:`ssd_edu.predict.evaluate_model`), an atomic checkpoint with every random state
    (:mod:`ssd_edu.checkpoint`).
 
 Several GPUs work through ``DistributedDataParallel`` when ``torchrun`` starts the processes (rank 0
 writes). Images are ``[B, 3, S, S]``; ground truth per image ``boxes [N, 4]`` xyxy fractions and
-``labels [N]`` in ``1..C``. The command line is :mod:`ssd_edu.cli.train` (``python -m
-ssd_edu.train``).
+``labels [N]`` in ``1..C``. The command line is :mod:`ssd_edu.cli.train`.
 
 Paper: §2.2 (training objective, matching, hard negative mining), §3 (training settings).
 """
@@ -159,9 +157,7 @@ def train(
     finally:
         bar.close()
         log.close()
-    if world > 1:
-        dist.barrier()
-    net.to(memory_format=torch.contiguous_format)  # handed back in the layout it came in
+    net = _handed_back(net, world)
     return TrainResult(net, log.rows, evaluation, last_ckpt if rank == 0 else None, iteration)
 
 
@@ -206,6 +202,13 @@ def _wrapped(net: nn.Module, cfg: TrainConfig, device: torch.device, world: int)
     return model, net
 
 
+def _handed_back(net: nn.Module, world: int) -> nn.Module:
+    """After the last step, every process done; the model in the layout it came in (NCHW)."""
+    if world > 1:
+        dist.barrier()
+    return net.to(memory_format=torch.contiguous_format)
+
+
 def _due(cfg: TrainConfig, iteration: int, has_val: bool, main: bool) -> tuple[bool, bool, bool]:
     """Whether this iteration writes a log row, evaluates, saves a checkpoint."""
     last = iteration == cfg.max_iters
@@ -244,6 +247,9 @@ def _resume(path, engine: TrainEngine, cfg: TrainConfig, spec: dict) -> tuple[in
                 f"the checkpoint {str(path)!r} was trained with {name} {saved[name]}, this run "
                 f"asks for {getattr(cfg, name)}: resuming needs the same {name}"
             )
+    if state["model_spec"].get("prior_cfg") != spec["prior_cfg"]:  # e.g. --fit-default-boxes
+        raise ValueError(f"the checkpoint {str(path)!r} was trained on other default boxes than "
+                         "this run's: resume with the options that made them")  # fmt: skip
     load_weights(engine.net, state, path)
     engine.load_state_dict(state)
     set_rng_state(state["rng"])

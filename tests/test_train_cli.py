@@ -7,6 +7,7 @@ ssd_edu.detect`` prints those names. Then each bad input with its message, befor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,7 +19,11 @@ from ssd_edu.cli import detect
 from ssd_edu.cli import train as train_cli
 from ssd_edu.coco_eval import SUMMARY_NAMES
 from ssd_edu.coco_json import ground_truths_to_coco_json
-from ssd_edu.data import VOCDetection, make_toy_voc
+from ssd_edu.config import TrainConfig, shapes_datasets
+from ssd_edu.data import SHAPE_CLASSES, VOCDetection, make_toy_voc
+from ssd_edu.model import ssd_small
+from ssd_edu.priors import SSD128_SHAPES
+from ssd_edu.train import train
 
 # 4 shapes in one colour family: four classes of one's own; sorted, they are box, plus, ring, tri
 NAMES = ("box", "ring", "tri", "plus")
@@ -213,3 +218,26 @@ def test_options_that_belong_to_another_source(voc_root, coco_files, capsys):
     _fails(["--voc-root", str(voc_root), "--demo"], "--demo trains on the synthetic shapes", capsys)
     small = ["--voc-root", str(voc_root), "--model", "small", "--vgg-weights", "w.pth"]
     _fails(small, "the small model has no VGG16", capsys)
+
+
+def test_fit_default_boxes_and_diagnose_from_the_command_line(voc_root, tmp_path, capsys):
+    argv = ["--voc-root", str(voc_root), "--model", "small", *FEW, "--out-dir", str(tmp_path)]
+    assert train_cli.main([*argv, "--fit-default-boxes", "--diagnose"]) == 0
+    printed = capsys.readouterr().out
+    assert "coverage" in printed.lower() and "diagnosis:" in printed
+    assert "class balance" in printed and "held-out mAP" in printed  # the data's and the model's
+    spec = load_checkpoint(tmp_path / "checkpoint.pt")["model_spec"]
+    # fitted or not, the same maps (so the same heads)
+    assert tuple(spec["prior_cfg"]["feature_maps"]) == SSD128_SHAPES.feature_maps
+
+
+def test_resume_on_other_default_boxes_is_refused(tmp_path):
+    train_set, _ = shapes_datasets(8, 1, seed=0)
+    cfg = TrainConfig.shapes_cpu(max_iters=2, batch_size=4, out_dir=str(tmp_path), log_every=1)
+    smaller = tuple(0.8 * m for m in SSD128_SHAPES.min_sizes)  # what --fit-default-boxes may make
+    other = dataclasses.replace(SSD128_SHAPES, min_sizes=smaller)
+    first = train(cfg, ssd_small(5, cfg=other, width=16), train_set, SHAPE_CLASSES, progress=False)
+    more = dataclasses.replace(cfg, max_iters=4)
+    with pytest.raises(ValueError, match="other default boxes"):
+        train(more, ssd_small(5, width=16), train_set, SHAPE_CLASSES, resume=first.checkpoint,
+              progress=False)  # fmt: skip

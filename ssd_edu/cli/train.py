@@ -29,7 +29,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ssd_edu.cli import datasets
+from ssd_edu.cli import datasets, diagnose_args
+from ssd_edu.model import SSD
 from ssd_edu.predict import predict
 from ssd_edu.train import train
 
@@ -71,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads for torch (1 is best on a busy CPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    diagnose_args.add_arguments(p)
     return p
 
 
@@ -133,6 +135,10 @@ def _run(data: datasets.Source, args: argparse.Namespace, source: str) -> int:
     print(f"training {data.what} for {data.cfg.max_iters} iterations")
     if source != "shapes":
         print(f"classes ({len(data.class_names)}): {', '.join(data.class_names)}")
+    prior_cfg = diagnose_args.prior_config(args, data.train_set, data.model.cfg)
+    if prior_cfg is not data.model.cfg:  # fitted: the same backbone, heads on the new boxes
+        torch.manual_seed(data.cfg.seed)
+        data.model = SSD(prior_cfg, data.model.backbone, data.model.num_classes)
     device = args.device or ("cpu" if args.demo else None)
     result = train(
         data.cfg, data.model, data.train_set, data.class_names, val_set=data.val_set,
@@ -144,6 +150,8 @@ def _run(data: datasets.Source, args: argparse.Namespace, source: str) -> int:
         _print_coco(result.model, data.val_set, data.cfg.eval_batch_size)
     if result.checkpoint is not None:
         print(f"checkpoint: {result.checkpoint}")
+    diagnose_args.report(args, data.train_set, data.val_set, data.class_names, prior_cfg,
+                         result.model)  # fmt: skip
     if args.demo:
         path = _demo_figure(result.model, data.val_set, data.class_names)
         if path is not None:
