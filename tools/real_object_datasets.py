@@ -19,7 +19,7 @@ test use different texture seeds and different photos (``grace_hopper.jpg`` for 
 other JPEGs for test). Each object is scaled so its drawn part (the alpha mask's bounding box,
 which is the annotated box) has its longer side in 24-96 px, then jittered in brightness.
 
-    python tools/real_object_datasets.py OUT --kind colour   [--seed 0] [--trainval 1600] [--test 400]
+    python tools/real_object_datasets.py OUT --kind colour [--seed 0] [--trainval 1600] [--test 400]
 
 writes ``OUT/VOC2007/{JPEGImages,Annotations,ImageSets/Main/{trainval,test}.txt}``, which
 ``python -m ssd_edu.train --voc-root OUT --model small`` reads. Deterministic from ``--seed``.
@@ -123,7 +123,8 @@ def texture(rng: np.random.Generator, w: int, h: int, photos: list[Image.Image])
         photo = photos[int(rng.integers(len(photos)))]
         s = float(rng.uniform(0.3, 1.0))
         cw, ch = max(16, int(photo.width * s)), max(16, int(photo.height * s))
-        x, y = int(rng.integers(0, photo.width - cw + 1)), int(rng.integers(0, photo.height - ch + 1))
+        x = int(rng.integers(0, photo.width - cw + 1))
+        y = int(rng.integers(0, photo.height - ch + 1))
         out = photo.crop((x, y, x + cw, y + ch)).resize((w, h), Image.Resampling.BILINEAR)
         return out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else out
     base = rng.uniform(0, 255, size=3)

@@ -1,4 +1,4 @@
-"""One run of the small model on a VOC-layout folder, with the recipe knobs the CLI lacks (issue 20).
+"""One run of the small model on a VOC folder, with the recipe knobs the CLI lacks (issue 20).
 
     python tools/recipe_run.py --voc-root /tmp/rr/colour --out runs/x [--iters 1200] [--batch 16]
         [--lr 0.03] [--aug cli|paper|none|flip|flipcrop|colourflip] [--size 128] [--width 64]
@@ -94,7 +94,8 @@ def main() -> None:
     last = [r for r in result.log if r.get("loss") is not None]
     row = {
         "root": str(root), "aug": a.aug, "iters": a.iters, "batch": a.batch, "lr": a.lr,
-        "size": a.size, "width": a.width, "init": a.init, "mAP": round(result.evaluation.mean_ap, 4),
+        "size": a.size, "width": a.width, "init": a.init,
+        "mAP": round(result.evaluation.mean_ap, 4),
         "wall_s": round(wall), "cpu_s": round(cpu), "rss_mb": round(rss),
         "final_loss": last[-1].get("loss") if last else None,
     }  # fmt: skip
