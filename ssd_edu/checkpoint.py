@@ -235,3 +235,19 @@ def load_model(
     model = build_model(state["model_spec"])
     load_weights(model, state, path)
     return model.to(device).eval(), state["model_spec"]
+
+
+def init_weights(model: nn.Module, path: str | os.PathLike) -> str:
+    """Start ``model`` from a checkpoint's weights wherever names and shapes agree (transfer).
+
+    Layers that differ (the class heads, for another number of classes) keep their fresh weights;
+    no optimiser, schedule or data position is taken (that is ``--resume``). Returns one line
+    saying how many tensors came from the file.
+    """
+    state = load_checkpoint(path)["model"]
+    own = model.state_dict()
+    kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not kept:
+        raise ValueError(f"checkpoint {str(path)!r}: none of its tensors fits this model")
+    model.load_state_dict(kept, strict=False)
+    return f"weights from {path}: {len(kept)} of {len(own)} tensors (the rest start fresh)"

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssd_edu.checkpoint import load_checkpoint
-from ssd_edu.cli import detect
+from ssd_edu.checkpoint import init_weights, load_checkpoint
+from ssd_edu.cli import datasets, detect
 from ssd_edu.cli import train as train_cli
 from ssd_edu.coco_eval import SUMMARY_NAMES
 from ssd_edu.coco_json import ground_truths_to_coco_json
-from ssd_edu.config import TrainConfig, shapes_datasets
+from ssd_edu.config import SMALL_WIDTH, TrainConfig, shapes_datasets
 from ssd_edu.data import SHAPE_CLASSES, VOCDetection, make_toy_voc
 from ssd_edu.model import ssd_small
 from ssd_edu.priors import SSD128_SHAPES
@@ -241,3 +241,32 @@ def test_resume_on_other_default_boxes_is_refused(tmp_path):
     with pytest.raises(ValueError, match="other default boxes"):
         train(more, ssd_small(5, width=16), train_set, SHAPE_CLASSES, resume=first.checkpoint,
               progress=False)  # fmt: skip
+
+
+def test_init_from_takes_the_weights_that_fit_and_augment_picks_the_steps(voc_root, tmp_path,
+                                                                          capsys):  # fmt: skip
+    shapes_run = tmp_path / "shapes"
+    assert train_cli.main([*FEW, "--train-size", "8", "--val-size", "2", "--out-dir",
+                           str(shapes_run)]) == 0  # fmt: skip
+    capsys.readouterr()
+    argv = ["--voc-root", str(voc_root), "--model", "small", *FEW, "--augment", "flip",
+            "--init-from", str(shapes_run / "checkpoint.pt"), "--out-dir", str(tmp_path / "own")]
+    assert train_cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    # 4 shapes classes and 4 of one's own: here every tensor fits, heads included
+    assert f"weights from {shapes_run / 'checkpoint.pt'}:" in printed
+    model = ssd_small(5, width=SMALL_WIDTH)
+    with pytest.raises(ValueError, match="none of its tensors fits"):
+        init_weights(torch.nn.Linear(2, 2), shapes_run / "checkpoint.pt")
+    assert "of" in init_weights(model, shapes_run / "checkpoint.pt")
+    steps = datasets.AUGMENTATIONS["flip"]
+    assert steps == {"expand": False, "crop": False, "distort": False}
+
+
+def test_augment_and_init_from_are_refused_where_they_make_no_sense(voc_root, tmp_path, capsys):
+    assert train_cli.main([*FEW, "--augment", "flip"]) == 2
+    assert "--augment is for --voc-root / --coco-json" in capsys.readouterr().err
+    argv = ["--voc-root", str(voc_root), "--model", "small", *FEW, "--init-from", "a.pt",
+            "--resume", "b.pt"]
+    assert train_cli.main(argv) == 2
+    assert "not both" in capsys.readouterr().err

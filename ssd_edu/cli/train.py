@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
         choices=("ssd300", "ssd512", "small"),
         help="with --voc-root / --coco-json (default ssd300; small: 128 px, CPU)",
     )
+    p.add_argument("--augment", choices=tuple(datasets.AUGMENTATIONS), help="with --voc-root / "
+                   "--coco-json: paper (all of §2.2), no-zoom-out (default for small), flip")
+    p.add_argument("--init-from", help="start from a checkpoint's weights where they fit (e.g. "
+                   "the shapes model of make demo); not --resume: no optimiser state")
     p.add_argument("--iters", type=int, help="iterations (default: the preset's)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -136,9 +140,10 @@ def _run(data: datasets.Source, args: argparse.Namespace, source: str) -> int:
     if source != "shapes":
         print(f"classes ({len(data.class_names)}): {', '.join(data.class_names)}")
     prior_cfg = diagnose_args.prior_config(args, data.train_set, data.model.cfg)
-    if prior_cfg is not data.model.cfg:  # fitted: the same backbone, heads on the new boxes
-        torch.manual_seed(data.cfg.seed)
-        data.model = SSD(prior_cfg, data.model.backbone, data.model.num_classes)
+    if prior_cfg is not data.model.cfg:  # fitted: the same network on the new default boxes
+        fitted = SSD(prior_cfg, data.model.backbone, data.model.num_classes)
+        fitted.load_state_dict(data.model.state_dict())  # heads of the same shapes: same weights
+        data.model = fitted
     device = args.device or ("cpu" if args.demo else None)
     result = train(
         data.cfg, data.model, data.train_set, data.class_names, val_set=data.val_set,
