@@ -5,6 +5,7 @@ from __future__ import annotations
 import types
 
 import pytest
+import torch
 
 
 def _copy_of(fn):
@@ -23,3 +24,13 @@ def copy_of():
     """:func:`_copy_of`, as a fixture (``tests/browser`` has a conftest of its own, so a plain
     ``from conftest import ...`` would find whichever was imported first)."""
     return _copy_of
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test: tiny convolutions run faster so, far faster on a busy
+    machine (``pytestmark = pytest.mark.usefixtures("one_thread")`` in a module)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,13 +18,7 @@ from ssd_edu.loss import MultiBoxLoss
 from ssd_edu.model import ssd_small
 from ssd_edu.step import NonFiniteLossError, train_step
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # fp32, as the reference step computes (the preset's bf16 is tested against it below)

@@ -30,12 +30,7 @@ NATIVE_BF16 = inference.cpu_has_bf16()
 needs_bf16 = pytest.mark.skipif(not NATIVE_BF16, reason="this CPU has no native bf16")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

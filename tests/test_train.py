@@ -31,13 +31,7 @@ def train(*args, **kwargs):
 NUM_CLASSES = len(SHAPE_CLASSES) + 1
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny convolutions run faster on one thread, and far faster on a busy machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_model(seed: int = 0) -> torch.nn.Module:
