@@ -265,3 +265,16 @@ def test_augment_and_init_from_are_refused_where_they_make_no_sense(voc_root, tm
             "--resume", "b.pt"]
     assert train_cli.main(argv) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_demo_trains_the_short_schedule_unless_told(monkeypatch):
+    seen = []
+
+    def fake_train(cfg, *args, **kwargs):
+        seen.append(cfg.max_iters)
+        raise ValueError("stop here")  # reported as a settings error: exit 2, nothing trained
+
+    monkeypatch.setattr(train_cli, "train", fake_train)
+    assert train_cli.main(["--demo", "--train-size", "4", "--val-size", "2"]) == 2
+    assert train_cli.main(["--demo", "--iters", "3", "--train-size", "4", "--val-size", "2"]) == 2
+    assert seen == [train_cli.DEMO_ITERS, 3] and train_cli.DEMO_ITERS < 1200
