@@ -32,6 +32,7 @@ from torch import Tensor
 
 from ssd_edu.boxes import box_iou
 from ssd_edu.eval_result import check_inputs
+from ssd_edu.evaluate import detection_verdicts
 
 SOURCES = ("correct", "duplicate", "wrong class", "poor localisation", "background")
 LOCALISATION_IOU = 0.1  # below this overlap with its own class a detection is on background
@@ -107,46 +108,36 @@ def detection_errors(
     confusion = torch.zeros(c, c, dtype=torch.long)
     predicted = torch.zeros(c, dtype=torch.long)
     objects = torch.zeros(c, dtype=torch.long)
-    # every confident detection of the data set as (score, image, row): visited best first, so
-    # that a higher-scoring detection claims an object before a lower one (the VOC rule)
-    order, overlaps = [], []
-    for i, ((boxes, scores, _), (g_boxes, g_labels, g_diff)) in enumerate(zip(dets, gts)):
+    for (boxes, scores, labels), (g_boxes, g_labels, g_diff) in zip(dets, gts):
         objects += torch.bincount(g_labels[~g_diff].long() - 1, minlength=c)[:c]
-        keep = (scores >= score_threshold).nonzero().flatten().tolist()
-        order += [(-float(scores[k]), i, k) for k in keep]
-        overlaps.append(box_iou(boxes.double(), g_boxes.double()).tolist())  # [K][G]
-    claimed = [set() for _ in gts]
-    for _, i, k in sorted(order):  # ties: image, then position (input order)
-        label = int(dets[i][2][k])
-        g_labels, g_diff = gts[i][1].tolist(), gts[i][2].tolist()
-        row = overlaps[i][k]  # [G] this detection's overlaps with the image's objects
-        source, best_any = _source(row, label, g_labels, g_diff, claimed[i], iou_threshold)
-        counts[source] += 1
-        predicted[label - 1] += 1
-        if best_any is not None:
-            confusion[g_labels[best_any] - 1, label - 1] += 1
+        keep = scores >= score_threshold
+        confident = (boxes[keep], scores[keep], labels[keep])
+        # correct (1), duplicate or other mistake (0), ignored (-1): the VOC rule's own verdicts;
+        # an object is only claimed from its own image, so the image alone decides them
+        verdicts = detection_verdicts(confident, (g_boxes, g_labels, g_diff), iou_threshold)
+        overlaps = box_iou(confident[0].double(), g_boxes.double()).tolist()  # [K][G]
+        for row, label, verdict in zip(overlaps, confident[2].tolist(), verdicts.tolist()):
+            source, best_any = _source(row, label, g_labels.tolist(), verdict, iou_threshold)
+            counts[source] += 1
+            predicted[label - 1] += 1
+            if best_any is not None:
+                confusion[g_labels[best_any] - 1, label - 1] += 1
     return DetectionErrors(
         list(class_names), counts, confusion, predicted, objects, float(score_threshold)
     )
 
 
-def _source(
-    row: list[float], label: int, g_labels: list, g_diff: list, claimed: set, iou: float
-) -> tuple[str, int | None]:
-    """The group of one detection (overlaps ``row`` with the image's objects), and the index of
-    its best-overlap object of any class when that overlap is ``>= iou`` (else None)."""
-    same = [(o, g) for g, o in enumerate(row) if g_labels[g] == label]
-    best_same, g_same = max(same, key=lambda t: (t[0], -t[1]), default=(-1.0, -1))
+def _source(row: list[float], label: int, g_labels: list, verdict: int, iou: float):
+    """The group of one detection (overlaps ``row`` with the image's objects, VOC ``verdict``),
+    and the index of its best-overlap object of any class when that overlap is ``>= iou``."""
+    best_same = max((o for g, o in enumerate(row) if g_labels[g] == label), default=-1.0)
     best_any = max(range(len(row)), key=lambda g: (row[g], -g), default=None)
     if best_any is not None and row[best_any] < iou:
         best_any = None
-    if best_same > iou:
-        if g_diff[g_same]:
-            return "ignored", best_any
-        if g_same in claimed:
-            return "duplicate", best_any
-        claimed.add(g_same)
-        return "correct", best_any
+    if verdict != 0:
+        return ("correct" if verdict == 1 else "ignored"), best_any
+    if best_same > iou:  # its object was claimed by a higher-scoring detection
+        return "duplicate", best_any
     if best_any is not None and g_labels[best_any] != label:
         return "wrong class", best_any
     if best_same >= LOCALISATION_IOU:
