@@ -32,16 +32,15 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from ssd_edu.boxes import box_area
 from ssd_edu.coverage import Coverage
-from ssd_edu.data.loader import collate_detections
 from ssd_edu.detection_errors import DetectionErrors, detection_errors
 from ssd_edu.diagnose_data import Finding, data_findings, targets_of
 from ssd_edu.fast.evaluate import evaluate_detections
-from ssd_edu.fast.photometric import finish_batch
 from ssd_edu.model.ssd import unwrap
-from ssd_edu.predict import predict
+from ssd_edu.predict import predict_dataset
 from ssd_edu.priors import PriorConfig
 
 SIZE_RANGES = (("small", 0.0, 0.1), ("medium", 0.1, 0.3), ("large", 0.3, math.inf))
@@ -130,25 +129,6 @@ def diagnose(
 
 
 @torch.no_grad()
-def model_detections(model: nn.Module, dataset: Dataset, batch_size: int = 32) -> tuple[list, list]:
-    """The model's detections on every item of ``dataset``, and the items' ground truth.
-
-    Returns:
-        ``(detections, ground_truths)``: per image ``(boxes [K, 4], scores [K], labels [K])``
-        and ``(boxes [G, 4], labels [G], difficult [G])``, on the CPU.
-    """
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_detections)
-    detections, ground_truths = [], []
-    for images, boxes, labels, difficult, *pixel_work in loader:
-        images = images.to(device)
-        if pixel_work:  # items of FastTrainTransform(defer_photometric=True)
-            images = finish_batch(images, pixel_work[0].to(device))
-        detections += [(b.cpu(), s.cpu(), lab.cpu()) for b, s, lab in predict(model, images)]
-        ground_truths += list(zip(boxes, labels, difficult))
-    return detections, ground_truths
-
-
 def ap_by_size(
     detections: list, ground_truths: list, class_names: Sequence[str]
 ) -> dict[str, tuple[float, int]]:
@@ -160,7 +140,7 @@ def ap_by_size(
     for name, low, high in SIZE_RANGES:
         marked, n = [], 0
         for boxes, labels, difficult in ground_truths:
-            size = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sqrt()  # [G]
+            size = box_area(boxes).sqrt()  # [G]
             inside = (size >= low) & (size < high)
             marked.append((boxes, labels, difficult | ~inside))
             n += int((inside & ~difficult).sum())
@@ -254,7 +234,7 @@ def model_findings(
         ``(findings, {"evaluation": EvalResult, "errors": DetectionErrors, "ap_by_size": {...},
         "detections": [...]})``.
     """
-    dets, gts = model_detections(model, val_set)
+    dets, gts = predict_dataset(model, val_set)
     evaluation = evaluate_detections(dets, gts, list(class_names))
     errors = detection_errors(dets, gts, class_names, score_threshold)
     sizes = ap_by_size(dets, gts, class_names)

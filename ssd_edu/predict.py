@@ -102,6 +102,30 @@ def evaluate_model(
 
     Paper: §3.1 (mAP on VOC2007 test).
     """
+    detections, ground_truths = predict_dataset(model, dataset, batch_size, num_workers, precision)
+    return evaluate_detections(
+        detections, ground_truths, list(class_names), use_07_metric=use_07_metric
+    )
+
+
+@torch.no_grad()
+def predict_dataset(
+    model: nn.Module,
+    dataset: Dataset,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    precision: str = "auto",
+) -> tuple[list, list]:
+    """:func:`predict` on every item of ``dataset``, with the items' ground truth.
+
+    Args:
+        model, batch_size, num_workers, precision: as for :func:`evaluate_model`.
+        dataset: items ``(image, boxes, labels, difficult)`` (or deferred-photometric items).
+
+    Returns:
+        ``(detections, ground_truths)``: per image ``(boxes [K, 4], scores [K], labels [K])`` and
+        ``(boxes [G, 4], labels [G], difficult [G])``, on the CPU, in dataset order.
+    """
     device = next(model.parameters()).device
     loader = DataLoader(
         dataset,
@@ -120,6 +144,4 @@ def evaluate_model(
             for b, s, l in predict(model, images, precision=precision):
                 detections.append((b.cpu(), s.cpu(), l.cpu()))
             ground_truths.extend(zip(boxes, labels, difficult))
-    return evaluate_detections(
-        detections, ground_truths, list(class_names), use_07_metric=use_07_metric
-    )
+    return detections, ground_truths
