@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from ssd_edu.checkpoint import init_weights
 from ssd_edu.config import TrainConfig
 from ssd_edu.data import EvalTransform, VOCDetection, voc_object_names
 from ssd_edu.fast.augment import FastTrainTransform
@@ -75,12 +76,8 @@ def main() -> None:
     )  # fmt: skip
     torch.manual_seed(a.seed)
     model = ssd_small(len(names) + 1, cfg=priors_for(a.size), width=a.width)
-    if a.init:
-        state = torch.load(a.init, map_location="cpu", weights_only=False)["model"]
-        own = model.state_dict()
-        kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        model.load_state_dict(kept, strict=False)
-        print(f"init: {len(kept)} of {len(own)} tensors from {a.init}")
+    if a.init:  # what --init-from does: every tensor whose name and shape fit
+        print(init_weights(model, a.init))
     d, e, c, f = AUGS[a.aug]
     train_t = FastTrainTransform(a.size, distort=d, expand=e, crop=c, flip=f)
     train_set = VOCDetection(root, ["2007"], "trainval", transform=train_t, class_names=names,
