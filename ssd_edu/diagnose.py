@@ -46,6 +46,7 @@ from ssd_edu.priors import PriorConfig
 SIZE_RANGES = (("small", 0.0, 0.1), ("medium", 0.1, 0.3), ("large", 0.3, math.inf))
 OVERPREDICTED = 5.0  # confident detections per object of a class above which it is reported
 WRONG_CLASS_SHARE = 0.1  # share of detections on an object with the wrong class, reported above
+LOW_MAP = 0.2  # held-out VOC07 mAP below which the run is reported as low
 
 
 @dataclass
@@ -215,7 +216,8 @@ def _size_finding(sizes: dict[str, tuple[float, int]], cfg: PriorConfig | None) 
         return Finding("AP by object size", text)
     worst = min(valid, key=lambda k: valid[k][0])
     best = max(valid, key=lambda k: valid[k][0])
-    if valid[worst][0] >= 0.5 * valid[best][0]:
+    # every size near 0 says nothing about size: the other findings say what is wrong
+    if valid[worst][0] >= 0.5 * valid[best][0] or valid[best][0] < LOW_MAP / 4:
         return Finding("AP by object size", text)
     hints = {
         "small": "small objects are found worst: try --fit-default-boxes or a larger input",
@@ -243,8 +245,11 @@ def model_findings(
     text = f"VOC07 mAP {evaluation.mean_ap:.3f} on {len(gts)} held-out images; lowest: " + (
         ", ".join(f"{k} {v:.3f}" for k, v in per_class)
     )
+    low = evaluation.mean_ap < LOW_MAP
+    hint = ("low: the findings below say where it goes; more iterations (--iters) help when the "
+            "loss is still falling") if low else ""  # fmt: skip
     findings = [
-        Finding("held-out mAP", text),
+        Finding("held-out mAP", text, hint),
         _prediction_finding(errors),
         _confusion_finding(errors),
         _false_positive_finding(errors),

@@ -175,7 +175,9 @@ def test_a_model_that_gives_every_object_the_wrong_class_shows_the_confusion():
     assert errors.confusion.tolist() == [[0, 12], [0, 0]]  # 12 cats, each detected as a dog
     assert errors.counts["wrong class"] == 12 and errors.counts["correct"] == 0
     assert d.model["evaluation"].mean_ap == 0.0
-    assert "class confusion" in d.problems and "false positives" in d.problems
+    assert {"held-out mAP", "class confusion", "false positives"} <= set(d.problems)
+    # AP 0 at every size says nothing about size: no size suggestion
+    assert "AP by object size" not in d.problems
     confusion = next(f for f in d.findings if f.topic == "class confusion")
     assert "'cat' is taken for 'dog'" in confusion.suggestion
     assert "'cat' as 'dog' 12x" in d.report()
@@ -186,7 +188,9 @@ def test_a_model_that_is_right_shows_no_confusion():
     d = diagnose(val, NAMES, model=FixedModel(CHOSEN, label=1), val_set=val)
     assert d.model["evaluation"].mean_ap == pytest.approx(1.0)
     assert d.model["errors"].counts["correct"] == 12
-    assert not {"class confusion", "false positives", "confident detections"} & set(d.problems)
+    assert not {"held-out mAP", "class confusion", "false positives", "confident detections"} & set(
+        d.problems
+    )
 
 
 def test_a_model_that_detects_nothing_is_reported_as_unsure():
@@ -195,6 +199,16 @@ def test_a_model_that_detects_nothing_is_reported_as_unsure():
     assert d.model["errors"].predicted.sum() == 0 and "confident detections" in d.problems
     unsure = next(f for f in d.findings if f.topic == "confident detections")
     assert "train longer" in unsure.suggestion
+
+
+def test_ap_by_size_suggests_the_size_found_worst_but_not_when_all_are_near_zero():
+    from ssd_edu.diagnose import _size_finding
+
+    worst_small = _size_finding({"small": (0.1, 20), "large": (0.8, 20)}, SSD128_SHAPES)
+    assert worst_small.suggestion.startswith("small objects are found worst")
+    all_near_zero, all_alike = {"small": (0.0, 20), "large": (0.01, 20)}, {"small": (0.7, 20)}
+    for sizes in (all_near_zero, {**all_alike, "large": (0.8, 20)}):
+        assert not _size_finding(sizes, SSD128_SHAPES).problem
 
 
 # ---------------------------------------------------------------- bad input
