@@ -11,15 +11,25 @@ has no photo collection, so the objects are the Adwaita icon theme's drawings of
 * ``symbolic``: the 96 px one-colour silhouettes (``.../96x96/*/*-symbolic.symbolic.png``),
   painted in a random colour per object, 10 classes of 3-20 drawings each.
 
-In each class about a third of the drawings (every third in name order, at least one) are kept
-for the test images and never appear in trainval: the test measures recognising a *kind* of
-object from drawings never seen, not recognising a memorised picture. Backgrounds are procedural
-textures (smooth noise, stripes, checks, blotches) plus crops of the photos on disk; trainval and
-test use different texture seeds and different photos (``grace_hopper.jpg`` for trainval, the
-other JPEGs for test). Each object is scaled so its drawn part (the alpha mask's bounding box,
-which is the annotated box) has its longer side in 24-96 px, then jittered in brightness.
+Two ways to hold out (``--split``):
 
-    python tools/real_object_datasets.py OUT --kind colour [--seed 0] [--trainval 1600] [--test 400]
+* ``drawings`` (the default): in each class about a third of the drawings (every third in name
+  order, at least one) are kept for the test images and never appear in trainval: the test
+  measures recognising a *kind* of object from drawings never seen (3-12 per class), which is
+  harder than the issue's photos;
+* ``photos``: every drawing is in both, as a student's products are in all of their photos; each
+  object is seen in a new "photo": turned by up to 30 degrees, squashed or stretched by up to
+  25 %, lit by a gradient, blurred or partly covered, so no test object is a copy of a training
+  one. Trainval and test still differ in every image, background and pose.
+
+Backgrounds are procedural textures (smooth noise, stripes, checks, blotches) plus crops of the
+photos on disk; trainval and test use different texture seeds and different photos
+(``grace_hopper.jpg`` for trainval, the other JPEGs for test). Each object is scaled so its
+drawn part (the alpha mask's bounding box, which is the annotated box) has its longer side in
+24-96 px, then jittered in brightness.
+
+    python tools/real_object_datasets.py OUT --kind colour [--split drawings|photos] [--seed 0]
+        [--trainval 1600] [--test 400]
 
 writes ``OUT/VOC2007/{JPEGImages,Annotations,ImageSets/Main/{trainval,test}.txt}``, which
 ``python -m ssd_edu.train --voc-root OUT --model small`` reads. Deterministic from ``--seed``.
@@ -173,8 +183,30 @@ def paint(icon: Image.Image, rng: np.random.Generator, symbolic: bool) -> Image.
     return Image.fromarray(rgb.astype(np.uint8), "RGBA")
 
 
-def scene(rng, icons: dict[str, list[Image.Image]], names: list[str], photos, symbolic: bool):
-    """One image: 1-4 objects of 24-96 px (longer side), mostly apart; returns image, objects."""
+def new_view(icon: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The same object in another photo: turned, squashed, lit from one side, blurred, covered."""
+    sx, sy = rng.uniform(0.8, 1.25, size=2)
+    out = icon.resize((max(4, round(icon.width * sx)), max(4, round(icon.height * sy))),
+                      Image.Resampling.BILINEAR)  # fmt: skip
+    out = out.rotate(float(rng.uniform(-30, 30)), Image.Resampling.BILINEAR, expand=True)
+    rgba = np.asarray(out, dtype=np.float64).copy()
+    h, w = rgba.shape[:2]
+    a = rng.uniform(0, 2 * np.pi)  # a light gradient across the object, 0.6x to 1.4x
+    yy, xx = np.mgrid[0:h, 0:w]
+    ramp = ((xx / max(w - 1, 1) - 0.5) * np.cos(a) + (yy / max(h - 1, 1) - 0.5) * np.sin(a))
+    rgba[..., :3] *= (1 + rng.uniform(0.2, 0.8) * ramp)[..., None]
+    if rng.random() < 0.3:  # a band across it hidden (held by a hand, behind another thing)
+        cut = int(rng.uniform(0.15, 0.35) * w)
+        x0 = int(rng.integers(0, w - cut + 1))
+        rgba[:, x0:x0 + cut, 3] = 0
+    out = Image.fromarray(np.clip(rgba, 0, 255).astype(np.uint8), "RGBA")
+    return out.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 1.5))))
+
+
+def scene(rng, icons: dict[str, list[Image.Image]], names: list[str], photos, symbolic: bool,
+          views: bool = False):  # fmt: skip
+    """One image: 1-4 objects of 24-96 px (longer side), mostly apart; returns image, objects.
+    ``views``: each object seen anew (:func:`new_view`), the ``photos`` split."""
     w, h = (int(v) for v in rng.integers(160, 321, size=2))
     image = texture(rng, w, h, photos)
     objects: list[tuple[str, tuple[int, int, int, int]]] = []
@@ -182,6 +214,12 @@ def scene(rng, icons: dict[str, list[Image.Image]], names: list[str], photos, sy
         k = int(rng.integers(len(names)))
         choices = icons[names[k]]
         icon = choices[int(rng.integers(len(choices)))]
+        if views:
+            icon = new_view(icon, rng)
+            box = icon.getchannel("A").point(lambda a: 255 if a > 24 else 0).getbbox()
+            if box is None:
+                continue
+            icon = icon.crop(box)
         side = float(rng.uniform(24, 96))
         s = side / max(icon.size)
         iw, ih = max(4, round(icon.width * s)), max(4, round(icon.height * s))
@@ -227,11 +265,12 @@ def _xml(image_id: str, w: int, h: int, objects) -> str:
 
 
 def build(root: str | Path, kind: str, seed: int = 0, n_trainval: int = 1600,
-          n_test: int = 400) -> Path:
+          n_test: int = 400, split: str = "drawings") -> Path:  # fmt: skip
     """Write the set; returns ``root/VOC2007``. Prints the source files of each split."""
     symbolic = kind == "symbolic"
     sources = symbolic_sources() if symbolic else colour_sources()
-    train_src, test_src = split_sources(sources)
+    views = split == "photos"
+    train_src, test_src = (sources, sources) if views else split_sources(sources)
     names = sorted(sources)
     photo_files = sorted(glob.glob("/root/.rustup/toolchains/stable-*/share/doc/rust/html/"
                                    "embedded-book/assets/*.jp*g"))
@@ -248,11 +287,11 @@ def build(root: str | Path, kind: str, seed: int = 0, n_trainval: int = 1600,
     ):
         icons = {c: [load_icon(p) for p in files] for c, files in src.items()}
         print(f"{split}: " + "; ".join(f"{c}: {', '.join(p.stem for p in src[c])}" for c in names))
-        rng = np.random.default_rng([seed, offset, 2 if symbolic else 1])
+        rng = np.random.default_rng([seed, offset, 2 if symbolic else 1, *([3] if views else [])])
         ids = []
         for i in range(n):
             image_id = f"{split[:2]}{i + 1:05d}"
-            image, objects = scene(rng, icons, names, photos, symbolic)
+            image, objects = scene(rng, icons, names, photos, symbolic, views)
             if not objects:
                 continue
             image.convert("RGB").save(folder / "JPEGImages" / f"{image_id}.jpg", quality=90)
@@ -269,11 +308,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("root", help="output folder (a VOC2007/ is written inside)")
     p.add_argument("--kind", choices=("colour", "symbolic"), default="colour")
+    p.add_argument("--split", choices=("drawings", "photos"), default="drawings",
+                   help="hold out drawings (unseen objects) or photos (unseen views)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trainval", type=int, default=1600)
     p.add_argument("--test", type=int, default=400)
     a = p.parse_args()
-    build(a.root, a.kind, a.seed, a.trainval, a.test)
+    build(a.root, a.kind, a.seed, a.trainval, a.test, a.split)
 
 
 if __name__ == "__main__":
