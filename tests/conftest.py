@@ -34,3 +34,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def _shapes_start_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("shapes_start")
+
+
+@pytest.fixture
+def quick_shapes_start(monkeypatch, _shapes_start_dir):
+    """``--init-from shapes``, the small model's default on one's own data, trains the shapes
+    model for 800 iterations the first time; in tests it trains 2, once per session, in a
+    temporary folder (the cached checkpoint's checks run as in real use)."""
+    from ssd_edu.cli import shapes_start
+
+    monkeypatch.setattr(shapes_start, "START_ITERS", 2)
+    monkeypatch.setattr(shapes_start, "START_DIR", _shapes_start_dir)
+    return _shapes_start_dir / "checkpoint.pt"

@@ -19,7 +19,7 @@ from ssd_edu.data import SHAPE_CLASSES
 ROOT = Path(__file__).resolve().parent.parent
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+pytestmark = pytest.mark.usefixtures("one_thread", "quick_shapes_start")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

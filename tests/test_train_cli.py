@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssd_edu.checkpoint import init_weights, load_checkpoint
+from ssd_edu.checkpoint import init_weights, load_checkpoint, save_checkpoint
 from ssd_edu.cli import datasets, detect
 from ssd_edu.cli import train as train_cli
 from ssd_edu.coco_eval import SUMMARY_NAMES
@@ -30,7 +30,7 @@ NAMES = ("box", "ring", "tri", "plus")
 FEW = ["--iters", "2", "--batch-size", "4", "--no-progress"]
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+pytestmark = pytest.mark.usefixtures("one_thread", "quick_shapes_start")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -256,6 +256,56 @@ def test_init_from_takes_the_weights_that_fit_and_augment_picks_the_steps(voc_ro
     assert "of" in init_weights(model, shapes_run / "checkpoint.pt")
     steps = datasets.AUGMENTATIONS["flip"]
     assert steps == {"expand": False, "crop": False, "distort": False}
+
+
+def test_small_on_own_data_starts_from_the_shapes_model_made_once(voc_root, tmp_path, capsys,
+                                                                  quick_shapes_start):  # fmt: skip
+    argv = ["--voc-root", str(voc_root), "--model", "small", *FEW, "--out-dir", str(tmp_path / "a")]
+    assert train_cli.main(argv) == 0
+    assert f"weights from {quick_shapes_start}:" in capsys.readouterr().out
+    made = quick_shapes_start.stat().st_mtime_ns
+    argv[-1] = str(tmp_path / "b")
+    assert train_cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "making the starting weights" not in printed
+    assert quick_shapes_start.stat().st_mtime_ns == made  # made once, then reused
+    assert f"weights from {quick_shapes_start}:" in printed
+    # flips only: no colour change, crop or zoom out on one's own data
+    source = datasets.voc(train_cli._parser().parse_args(argv), {})
+    assert "steps=flip)" in repr(source.train_set.transform)
+    capsys.readouterr()
+    assert train_cli.main([*argv[:-1], str(tmp_path / "c"), "--init-from", "none"]) == 0
+    assert "weights from" not in capsys.readouterr().out
+
+
+def test_a_bad_or_unfinished_shapes_start_is_refused_by_name(voc_root, tmp_path, capsys,
+                                                            quick_shapes_start):  # fmt: skip
+    argv = ["--voc-root", str(voc_root), "--model", "small", *FEW, "--out-dir", str(tmp_path)]
+    assert train_cli.main(argv) == 0  # makes it, if no other test has
+    good = quick_shapes_start.read_bytes()
+    try:
+        quick_shapes_start.write_bytes(good[: len(good) // 2])
+        assert train_cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert str(quick_shapes_start) in err and "delete it" in err
+        cfg = TrainConfig.shapes_cpu(max_iters=3, batch_size=2, out_dir=str(tmp_path / "short"))
+        short = train(cfg, ssd_small(5, width=SMALL_WIDTH), shapes_datasets(2, 1)[0],
+                      SHAPE_CLASSES, progress=False).checkpoint  # fmt: skip
+        state = torch.load(short, weights_only=True)
+        state["iteration"] = 2  # as if stopped before its end
+        quick_shapes_start.unlink()
+        save_checkpoint(quick_shapes_start, state)
+        assert train_cli.main(argv) == 2
+        assert "not a finished shapes run" in capsys.readouterr().err
+    finally:
+        quick_shapes_start.write_bytes(good)
+
+
+def test_small_data_recipe_divides_the_rate_at_80_and_95_percent_of_any_length():
+    assert TrainConfig.small_data_cpu().lr_steps == (800, 950)
+    assert TrainConfig.small_data_cpu(max_iters=200).lr_steps == (160, 190)
+    assert TrainConfig.small_data_cpu(max_iters=200, lr_steps=(50,)).lr_steps == (50,)
+    assert TrainConfig.small_data_cpu().batch_size == 32
 
 
 def test_augment_and_init_from_are_refused_where_they_make_no_sense(voc_root, tmp_path, capsys):

@@ -6,8 +6,10 @@
 
 Each returns a :class:`Source`: the recipe, a freshly built model, the training and held-out
 sets, and the class names (stored in the checkpoint, so ``python -m ssd_edu.detect`` names what
-it finds). ``--model small`` is the 128-pixel CPU model with the shapes preset's recipe
-(:meth:`~ssd_edu.config.TrainConfig.shapes_cpu`, at batch 32 on VOC and COCO data); ``ssd300``
+it finds). ``--model small`` is the 128-pixel CPU model with the small-data recipe
+(:meth:`~ssd_edu.config.TrainConfig.small_data_cpu`: flips only, starting from the
+shapes-trained weights of :mod:`ssd_edu.cli.shapes_start`, measured in
+``tools/recipe_results.md``); ``ssd300``
 and ``ssd512`` are the paper's, with its recipe (:class:`~ssd_edu.config.TrainConfig`) and VOC's
 default boxes on any dataset. Errors in the options or the data are ``ValueError`` /
 ``FileNotFoundError`` naming what was wrong.
@@ -74,7 +76,7 @@ def shapes(args: argparse.Namespace, overrides: dict[str, Any]) -> Source:
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     cfg = TrainConfig.shapes_cpu(**overrides)
-    model = _model("small", len(SHAPE_CLASSES), cfg, args)
+    model = _model("small", len(SHAPE_CLASSES), cfg, args, own_data=False)
     n_train = args.train_size or cfg.max_iters * cfg.batch_size  # every image seen once
     train_set, val_set = shapes_datasets(n_train, args.val_size or 300, seed=cfg.seed)
     what = f"{cfg.model} on {len(train_set)} shapes"
@@ -197,32 +199,44 @@ def _check_known(seen: dict[str, str], class_names, given: str | None) -> None:
 
 
 def _config(name: str, overrides: dict[str, Any], out_dir: str) -> TrainConfig:
-    """The small model's CPU preset, or the paper's recipe for SSD300 / SSD512."""
+    """The small model's recipe for a dataset folder, or the paper's for SSD300 / SSD512."""
     overrides = {"out_dir": out_dir, **overrides}
     if name == "small":
-        # batch 32, not the shapes' 16: on a finite dataset of 20 toy classes, 1,200 iterations
-        # of 32 reach VOC07 mAP 0.67 where 16 reach 0.55 (README, "Your own dataset")
-        return TrainConfig.shapes_cpu(**{"batch_size": 32, **overrides})
+        return TrainConfig.small_data_cpu(**overrides)
     return replace(TrainConfig(model=name), **overrides)
 
 
-def _model(name: str, n_classes: int, cfg: TrainConfig, args: argparse.Namespace) -> nn.Module:
-    """A fresh network for ``n_classes`` objects (+ background), seeded by ``cfg.seed``."""
+def _model(
+    name: str, n_classes: int, cfg: TrainConfig, args: argparse.Namespace, own_data: bool = True
+) -> nn.Module:
+    """A fresh network for ``n_classes`` objects (+ background), seeded by ``cfg.seed``.
+
+    ``--init-from`` loads a checkpoint's weights wherever they fit; ``shapes`` is the
+    shapes-trained small model (:func:`~ssd_edu.cli.shapes_start.shapes_start`, made once),
+    the small model's default on one's own data; ``none`` keeps the random weights.
+    """
     from ssd_edu.model import load_vgg16_backbone, ssd300, ssd512, ssd_small
 
-    torch.manual_seed(cfg.seed)
     if args.init_from and args.resume:
         raise ValueError("give --init-from (new run, its weights) or --resume (same run), not both")
+    init = args.init_from
+    if init is None and name == "small" and own_data and args.resume is None:
+        init = "shapes"
+    if init == "shapes":
+        from ssd_edu.cli.shapes_start import shapes_start
+
+        init = shapes_start(progress=not args.no_progress)
+    torch.manual_seed(cfg.seed)
     if name == "small":
         if args.vgg_weights:
             raise ValueError("--vgg-weights is for ssd300 / ssd512: the small model has no VGG16")
         model = ssd_small(n_classes + 1, width=SMALL_WIDTH)
-        if args.init_from:
-            print(init_weights(model, args.init_from))
+    else:
+        model = (ssd300 if name == "ssd300" else ssd512)(num_classes=n_classes + 1)
+    if init not in (None, "none"):
+        print(init_weights(model, init))
+    if name == "small":
         return model
-    model = (ssd300 if name == "ssd300" else ssd512)(num_classes=n_classes + 1)
-    if args.init_from:
-        print(init_weights(model, args.init_from))
     if args.vgg_weights:
         print(load_vgg16_backbone(model, args.vgg_weights))
     elif args.resume is None:
@@ -241,8 +255,7 @@ def _transforms(model: nn.Module, args: argparse.Namespace) -> tuple[Any, Any]:
     # on a GPU the augmentation workers set the pace: leave the photometric distortion to the
     # device, one batched step per iteration (on the CPU the workers do it faster)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    # zoom out (§3.6) makes small objects at the cost of "twice the training iterations": the
-    # small model's 1,200 are too few for it, and at 128 pixels it leaves objects of a few pixels
-    steps = AUGMENTATIONS[args.augment or ("no-zoom-out" if args.model == "small" else "paper")]
+    # the small model's short runs on a few thousand images: flips only (tools/recipe_results.md)
+    steps = AUGMENTATIONS[args.augment or ("flip" if args.model == "small" else "paper")]
     train_t = FastTrainTransform(size, **steps, defer_photometric=device.type == "cuda")
     return train_t, EvalTransform(size)

@@ -64,9 +64,12 @@ def _parser() -> argparse.ArgumentParser:
         help="with --voc-root / --coco-json (default ssd300; small: 128 px, CPU)",
     )
     p.add_argument("--augment", choices=tuple(datasets.AUGMENTATIONS), help="with --voc-root / "
-                   "--coco-json: paper (all of §2.2), no-zoom-out (default for small), flip")
-    p.add_argument("--init-from", help="start from a checkpoint's weights where they fit (e.g. "
-                   "the shapes model of make demo); not --resume: no optimiser state")
+                   "--coco-json: paper (all of §2.2, default for ssd300/ssd512), no-zoom-out, "
+                   "flip (default for small)")
+    p.add_argument("--init-from", help="start from a checkpoint's weights where they fit; "
+                   "shapes: the small model trained on shapes, made once in runs/shapes_start "
+                   "(default for small on --voc-root / --coco-json); none: random weights. "
+                   "Not --resume: no optimiser state")
     p.add_argument("--iters", type=int, help="iterations (default: the preset's)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
