@@ -27,11 +27,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ssd_edu.cli import datasets, diagnose_args
 from ssd_edu.model import SSD
-from ssd_edu.predict import predict
+from ssd_edu.predict import predict, predict_dataset
 from ssd_edu.train import train
 
 # --demo trains 800 iterations, not the preset's 1,200: on 2 cores with bf16, 64 s to mAP 0.917
@@ -184,15 +184,9 @@ def _print_evaluation(evaluation: Any, n_images: int) -> None:
 def _print_coco(model: nn.Module, dataset: Dataset, batch_size: int) -> None:
     """COCO's twelve figures on the held-out images (crowd regions ignored, areas in pixels)."""
     from ssd_edu.coco_eval import coco_eval
-    from ssd_edu.data.loader import collate_detections
 
-    device = next(model.parameters()).device
-    detections, truths = [], []
-    for images, boxes, labels, crowd in DataLoader(
-        dataset, batch_size, collate_fn=collate_detections
-    ):
-        detections += [(b.cpu(), s.cpu(), c.cpu()) for b, s, c in predict(model, images.to(device))]
-        truths += zip(boxes, labels, crowd)  # COCODetection marks crowd regions as difficult
+    # COCODetection marks crowd regions as difficult: the ground truths' third entry
+    detections, truths = predict_dataset(model, dataset, batch_size)
     sizes = [(a["width"], a["height"]) for a in map(dataset.annotation, range(len(dataset)))]
     figures = coco_eval(detections, truths, sizes)
     print(f"COCO AP on {len(dataset)} held-out images (pycocotools' rules): AP {figures['AP']:.4f}")
