@@ -116,8 +116,9 @@ def detection_errors(
         # an object is only claimed from its own image, so the image alone decides them
         verdicts = detection_verdicts(confident, (g_boxes, g_labels, g_diff), iou_threshold)
         overlaps = box_iou(confident[0].double(), g_boxes.double()).tolist()  # [K][G]
+        g_list = g_labels.tolist()
         for row, label, verdict in zip(overlaps, confident[2].tolist(), verdicts.tolist()):
-            source, best_any = _source(row, label, g_labels.tolist(), verdict, iou_threshold)
+            source, best_any = _source(row, label, g_list, verdict, iou_threshold)
             counts[source] += 1
             predicted[label - 1] += 1
             if best_any is not None:
