@@ -315,6 +315,9 @@ def test_augment_and_init_from_are_refused_where_they_make_no_sense(voc_root, tm
             "--resume", "b.pt"]
     assert train_cli.main(argv) == 2
     assert "not both" in capsys.readouterr().err
+    argv = ["--voc-root", str(voc_root), "--model", "ssd300", *FEW, "--init-from", "shapes"]
+    assert train_cli.main(argv) == 2
+    assert "--init-from shapes is the small model's start, not ssd300's" in capsys.readouterr().err
 
 
 def test_demo_trains_the_short_schedule_unless_told(monkeypatch):

@@ -223,6 +223,8 @@ def _model(
     if init is None and name == "small" and own_data and args.resume is None:
         init = "shapes"
     if init == "shapes":
+        if name != "small":  # refused now, not after minutes of training the start
+            raise ValueError(f"--init-from shapes is the small model's start, not {name}'s")
         from ssd_edu.cli.shapes_start import shapes_start
 
         init = shapes_start(progress=not args.no_progress)
