@@ -1,6 +1,6 @@
 """One run of the small model on a VOC folder, with the recipe knobs the CLI lacks (issue 20).
 
-    python tools/recipe_run.py --voc-root /tmp/rr/colour --out runs/x [--iters 1200] [--batch 16]
+    python tools/recipe_run.py --voc-root /tmp/rr/colour --out runs/x [--iters 1000] [--batch 32]
         [--lr 0.03] [--aug flip|no-zoom-out|paper|none|flipcrop|colourflip] [--size 128]
         [--width 64] [--init CKPT] [--threads 1]
 
@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from ssd_edu.checkpoint import init_weights
+from ssd_edu.cli.datasets import AUGMENTATIONS
 from ssd_edu.config import SMALL_DATA_ITERS, TrainConfig
 from ssd_edu.data import EvalTransform, VOCDetection, voc_object_names
 from ssd_edu.fast.augment import FastTrainTransform
@@ -34,13 +35,12 @@ from ssd_edu.model import ssd_small
 from ssd_edu.priors import SSD128_SHAPES, PriorConfig
 from ssd_edu.train import train
 
-AUGS = {  # distort, expand, crop, flip
-    "no-zoom-out": (True, False, True, True),
-    "paper": (True, True, True, True),
-    "none": (False, False, False, False),
-    "flip": (False, False, False, True),
-    "flipcrop": (False, False, True, True),
-    "colourflip": (True, False, False, True),
+# the command line's --augment choices (flip, no-zoom-out, paper) and three more mixes of the steps
+AUGS = {
+    **AUGMENTATIONS,
+    "none": {"distort": False, "expand": False, "crop": False, "flip": False},
+    "flipcrop": {"distort": False, "expand": False},
+    "colourflip": {"expand": False, "crop": False},
 }
 
 
@@ -80,8 +80,7 @@ def main() -> None:
     model = ssd_small(len(names) + 1, cfg=priors_for(a.size), width=a.width)
     if a.init:  # what --init-from does: every tensor whose name and shape fit
         print(init_weights(model, a.init))
-    d, e, c, f = AUGS[a.aug]
-    train_t = FastTrainTransform(a.size, distort=d, expand=e, crop=c, flip=f)
+    train_t = FastTrainTransform(a.size, **AUGS[a.aug])
     train_set = VOCDetection(root, ["2007"], "trainval", transform=train_t, class_names=names,
                              seed=cfg.seed)  # fmt: skip
     val_set = VOCDetection(root, ["2007"], "test", transform=EvalTransform(a.size),
